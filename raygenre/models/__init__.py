@@ -1,0 +1,1 @@
+"""Models: pure torch / scikit-learn / xgboost, free of Ray."""

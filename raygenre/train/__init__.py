@@ -1,0 +1,1 @@
+"""Training helpers: metrics, the per-trial training functions and XGBoost backends."""
