@@ -240,6 +240,17 @@ def test_only_failed_trials_still_report(tmp_path):
     assert not list((tmp_path / "out").glob("fig-*.png"))
 
 
+def test_validation_selection_trials_are_not_model_rows(tmp_path):
+    sel = make_record("random_forest", 0.9, study="exp4-select", rng_seed=4)
+    sel["test"]["set"] = "valid"
+    write(tmp_path, [sel, make_record("knn", 0.6)])
+    text = write_report(tmp_path, tmp_path / "out").read_text()
+    table3 = text.split("## Table 3")[1].split("\n## ")[0]
+    assert next(line for line in table3.splitlines() if "Random Forest" in line).count("not run") == 1
+    exp4 = text.split("## Experiment 4")[1].split("\n## ")[0]
+    assert "validation clips" in exp4 and "| random_forest |" in exp4
+
+
 def test_build_report_from_records_only(tmp_path):
     path = build_report([make_record("knn", 0.6)], tmp_path / "r")
     assert path.name == "REPORT.md" and "## Table 3" in path.read_text()

@@ -14,7 +14,7 @@ from raygenre.reference import load_study
 from raygenre.report import figures
 from raygenre.report.exp4 import bootstrap_groups, exp4_section, size_curves
 from raygenre.report.markdown import DASH, image, pct, table
-from raygenre.report.paired import families, paired_section
+from raygenre.report.paired import PairedFamily, families, paired_section
 from raygenre.report.results import RowKey, RunData, collect
 from raygenre.report.tables import all_results, appendix_a, failed_trials, recall_facts, table1, table3
 from raygenre.report.validity import validity_section
@@ -119,7 +119,7 @@ def _study_marks(data: RunData) -> dict[RowKey, float]:
     return marks
 
 
-def draw_figures(data: RunData, out_dir: Path) -> dict[str, str]:
+def draw_figures(data: RunData, out_dir: Path, fams: list[PairedFamily]) -> dict[str, str]:
     """Every figure, by role; a role whose data is absent is missing from the mapping."""
     primary = data.primary_results()
     exp4 = data.study["exp4"]
@@ -129,7 +129,7 @@ def draw_figures(data: RunData, out_dir: Path) -> dict[str, str]:
         "bootstrap": figures.bootstrap_box(bootstrap_groups(data), exp4["bootstrap"], out_dir),
         "size": figures.size_curve(size_curves(data), exp4["size"], out_dir),
     }
-    for fam in families(data):
+    for fam in fams:
         figs[f"pvalues-{fam.split}"] = figures.pvalue_matrix(fam, out_dir)
     for res in sorted(primary, key=lambda r: (-r.accuracy, r.label)):
         figs[f"confusion-{figures.slug(res.key)}"] = figures.confusion(res, out_dir)
@@ -154,13 +154,13 @@ def genre_section(data: RunData, figs: dict[str, str]) -> str:
     return "\n".join(out).rstrip()
 
 
-def render(data: RunData, figs: dict[str, str]) -> str:
+def render(data: RunData, figs: dict[str, str], fams: list[PairedFamily]) -> str:
     """The whole REPORT.md text for the collected records and the drawn figures."""
     comparison = ["### All models against the study", "",
                   image(figs["comparison"], "Model comparison with 95 % intervals and the study's figures"), ""] \
         if "comparison" in figs else []
     parts = [header(data), how_to_read(data), table1(data), "\n".join([table3(data), "", *comparison]).rstrip(),
-             appendix_a(data), exp4_section(data, figs), paired_section(data, figs), validity_section(data),
+             appendix_a(data), exp4_section(data, figs), paired_section(data, figs, fams), validity_section(data),
              genre_section(data, figs), all_results(data), failed_trials(data)]
     return "\n\n".join(p.rstrip() for p in parts) + "\n"
 
@@ -171,9 +171,10 @@ def build_report(records: list[dict], out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     figures.clear_figures(out)
     data = collect(records, load_study())
-    figs = draw_figures(data, out)
+    fams = families(data)
+    figs = draw_figures(data, out, fams)
     path = out / REPORT_NAME
-    path.write_text(render(data, figs), encoding="utf-8")
+    path.write_text(render(data, figs, fams), encoding="utf-8")
     return path
 
 

@@ -83,13 +83,13 @@ def _family_text(fam: PairedFamily, figure: str | None) -> str:
     return "\n".join(out).rstrip()
 
 
-def paired_section(data: RunData, figures: dict[str, str]) -> str:
+def paired_section(data: RunData, figures: dict[str, str], fams: list[PairedFamily] | None = None) -> str:
     out = ["## Paired tests", "",
            "Models scored on the same test clips are compared clip by clip. Exact McNemar: a two-sided binomial "
            "test on the clips where exactly one of the two models is right. Interval: 95 % percentile interval of "
            "the accuracy difference over resamples of test clips (pairs kept together, seeded). "
            "Only models with identical test clip sets (same split name and seed) are paired.", ""]
-    fams = families(data)
+    fams = families(data) if fams is None else fams
     if not fams:
         return "\n".join(out + ["Fewer than two models share a test set in this run: nothing to pair."])
     for fam in fams:

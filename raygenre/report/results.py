@@ -51,6 +51,11 @@ def correctness(rec: dict) -> dict[str, bool]:
     return {i: t == p for i, t, p in zip(test.get("ids", []), test.get("y_true", []), test.get("y_pred", []))}
 
 
+def evaluated_on(rec: dict) -> str:
+    """'test', or 'valid' for a model-selection trial scored on validation clips."""
+    return (rec.get("test") or {}).get("set") or (rec.get("config") or {}).get("evaluate_on") or "test"
+
+
 def counts(rec: dict) -> tuple[int, int]:
     """(correct, total) of a record, from its metrics or, failing that, its predictions."""
     m = rec.get("metrics") or {}
@@ -212,6 +217,7 @@ class RunData:
     results: dict[RowKey, Result]
     bootstrap: list[dict]
     size: list[dict]
+    select: list[dict]
     split: str
     feature_set: str
 
@@ -255,7 +261,7 @@ def collect(records: list[dict], study: dict) -> RunData:
     ok_ids = {id(r) for r in ok}
     failed = [r for r in latest if id(r) not in ok_ids]
     names = study["studies"]
-    rows = [r for r in ok if r.get("study") not in names["not_model_rows"]
+    rows = [r for r in ok if r.get("study") not in names["not_model_rows"] and evaluated_on(r) == "test"
             and r.get("bootstrap_index") is None and float(r.get("train_fraction") or 1.0) == 1.0]
     splits = {((r.get("split") or {}).get("name") or "?") for r in ok}
     split = _pick(splits, study["conditions"]["preferred_splits"])
@@ -267,7 +273,8 @@ def collect(records: list[dict], study: dict) -> RunData:
         res.label = label_of(key, feature_set)
     return RunData(study, latest, ok, failed, results,
                    [r for r in ok if r.get("study") == names["bootstrap"]],
-                   [r for r in ok if r.get("study") == names["size"]], split, feature_set)
+                   [r for r in ok if r.get("study") == names["size"]],
+                   [r for r in ok if r.get("study") == names["select"]], split, feature_set)
 
 
 def by_condition(records: list[dict], split: str, feature_set: str) -> dict[tuple[str, str], list[dict]]:
