@@ -74,6 +74,7 @@ def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], table, set
         param_space={"trial": tune.grid_search(trials)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=cfg.resources.max_concurrent_trials,
+            reuse_actors=True,  # one warm process per slot, not an import of torch/xgboost per trial
             trial_dirname_creator=lambda t: t.config["trial"]["trial_key"].replace("/", "_"),
             trial_name_creator=lambda t: t.config["trial"]["trial_key"],
         ),
