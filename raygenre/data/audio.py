@@ -17,28 +17,54 @@ ORIGINAL = "original"
 
 
 class AudioError(ValueError):
-    """A file that cannot be used as a clip: empty, truncated, not audio, too short."""
+    """A file that cannot be used as a clip: empty, truncated, not audio, too short.
+
+    ``reason`` is the message without the file name, for manifests that list the path beside it.
+    """
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.name, self.reason = name, reason
+
+    def __reduce__(self):  # picklable across Ray workers despite the two-argument constructor
+        return type(self), (self.name, self.reason)
+
+
+def _read(data: bytes, name: str) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 and the rate, or an AudioError that says what is wrong."""
+    if not data:
+        raise AudioError(name, "file is empty (0 bytes).")
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile raises LibsndfileError, RuntimeError or TypeError
+        raise AudioError(name, f"not readable audio ({_first_line(exc)}).") from None
+    if samples.shape[0] == 0:
+        raise AudioError(name, "file holds no samples (truncated or empty data chunk).")
+    if not np.all(np.isfinite(samples)):
+        raise AudioError(name, "decoded samples contain NaN or infinity.")
+    return samples, int(rate)
 
 
 def decode(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int]:
     """Mono float32 samples at the file's own rate; channels are averaged (as librosa.load does)."""
-    if not data:
-        raise AudioError(f"{name}: file is empty (0 bytes).")
-    try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception as exc:  # libsndfile raises LibsndfileError, RuntimeError or TypeError
-        raise AudioError(f"{name}: not readable audio ({_first_line(exc)}).") from None
-    if samples.shape[0] == 0:
-        raise AudioError(f"{name}: file holds no samples (truncated or empty data chunk).")
+    samples, rate = _read(data, name)
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    if not np.all(np.isfinite(mono)):
-        raise AudioError(f"{name}: decoded samples contain NaN or infinity.")
-    return np.ascontiguousarray(mono, dtype=np.float32), int(rate)
+    return np.ascontiguousarray(mono, dtype=np.float32), rate
+
+
+def describe(data: bytes, name: str = "<bytes>") -> dict:
+    """What a file is (rate, channels, seconds) after a full decode, so truncation shows up too."""
+    samples, rate = _read(data, name)
+    return {"native_rate": rate, "channels": int(samples.shape[1]), "seconds": samples.shape[0] / rate}
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """libsndfile's message without its 'Error opening <_io.BytesIO object at 0x...>: ' prefix."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    if text.startswith("Error opening <") and ">: " in text:
+        text = text.split(">: ", 1)[1]
+    return text.rstrip(".")
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

@@ -14,13 +14,21 @@ not name one). Images are uint8; normalisation for a network happens at training
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from raygenre.config import PrepareConfig
+from raygenre.data.audio import ORIGINAL, AudioError, augment, describe, fit_length, load_bytes, resample, to_int16
+from raygenre.data.gtzan import clip_id_from_filename, genre_of
 from raygenre.data.kaggle_csv import KAGGLE_FEATURE_COLUMNS
 
 FEATURE_COLUMNS: tuple[str, ...] = ("length", *KAGGLE_FEATURE_COLUMNS)
+META_COLUMNS = ("clip_id", "label", "split", "parent_id", "transform")
+AUGMENTED_REPRESENTATIONS = ("mel", "waveform")  # features stay one row per clip, like the Kaggle CSV
 
 
 def _mean_var(name: str, values: np.ndarray) -> dict[str, float]:
@@ -115,3 +123,87 @@ def warm_up(sr: int = 22050) -> float:
     time_stretch(y, 1.1)
     resample(y, sr, 16000)
     return time.perf_counter() - start
+
+
+# --- the per-clip function, shared by the Ray Data workers and the sequential benchmark ------
+
+def waveform_samples(cfg: PrepareConfig) -> int:
+    return int(round(cfg.clip_seconds * cfg.waveform_rate))
+
+
+def staging_schema(representations: Sequence[str], cfg: PrepareConfig) -> pa.Schema:
+    """Columns of a clip's rows: metadata, then the payload of each requested representation."""
+    fields = [pa.field(name, pa.string()) for name in (*META_COLUMNS, "path", "error")]
+    if "features" in representations:
+        fields += [pa.field(name, pa.float64()) for name in FEATURE_COLUMNS]
+    if "mel" in representations:
+        size = cfg.mel.size
+        fields.append(pa.field("mel", pa.binary(), metadata={
+            "shape": f"{size},{size},3", "dtype": "uint8", "colormap": cfg.mel.colormap}))
+    if "waveform" in representations:
+        fields.append(pa.field("waveform", pa.binary(), metadata={
+            "shape": str(waveform_samples(cfg)), "dtype": "int16", "sample_rate": str(cfg.waveform_rate)}))
+    return pa.schema(fields)
+
+
+def _too_short(path: str, seconds: float, minimum: float) -> AudioError:
+    return AudioError(path, f"{seconds:.2f} s is shorter than the {minimum:g} s minimum.")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, AudioError):
+        return exc.reason
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def probe_file(data: bytes, path: str, min_seconds: float) -> dict[str, Any]:
+    """Decode only: is this file a usable clip, and what is it (rate, channels, seconds)?"""
+    row: dict[str, Any] = {"path": path, "error": None, "native_rate": None, "channels": None, "seconds": None}
+    try:
+        row.update(describe(data, path))
+        if row["seconds"] < min_seconds:
+            raise _too_short(path, row["seconds"], min_seconds)
+    except Exception as exc:  # whatever libsndfile or numpy raise, it is this file's fault
+        row["error"] = _reason(exc)
+    return row
+
+
+def extract_clip(data: bytes, path: str, split: str, cfg: PrepareConfig,
+                 representations: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows for one audio file: the original and, for training clips, its augmented variants.
+
+    Features use the whole clip (as the Kaggle CSV does) and only the original; mel and waveform
+    are cropped or padded to ``clip_seconds``. Any failure gives a single row with ``error`` set,
+    so one bad file never stops a batch.
+    """
+    clip_id = clip_id_from_filename(path)
+    base = {"clip_id": clip_id, "label": genre_of(clip_id), "split": split, "parent_id": None,
+            "transform": ORIGINAL, "path": path, "error": None}
+    try:
+        sr = cfg.sample_rate
+        y, info = load_bytes(data, sr, path)
+        if info["seconds"] < cfg.min_seconds:
+            raise _too_short(path, info["seconds"], cfg.min_seconds)
+        variants = [(ORIGINAL, y)]
+        if (split == "train" and cfg.augment.enabled
+                and any(r in AUGMENTED_REPRESENTATIONS for r in representations)):
+            variants += augment(y, sr, cfg.augment.stretch_factors, cfg.augment.shift_seconds)
+        rows = []
+        for transform, signal in variants:
+            row = dict(base)
+            if transform != ORIGINAL:
+                row.update(clip_id=f"{clip_id}+{transform}", parent_id=clip_id, transform=transform)
+            if "features" in representations and transform == ORIGINAL:
+                row.update(extract_features(signal, sr))
+            if "mel" in representations:
+                m = cfg.mel
+                row["mel"] = mel_image(fit_length(signal, int(round(cfg.clip_seconds * sr))), sr, m.n_mels,
+                                       m.n_fft, m.hop_length, m.size, m.colormap).tobytes()
+            if "waveform" in representations:
+                wave = fit_length(resample(signal, sr, cfg.waveform_rate), waveform_samples(cfg))
+                row["waveform"] = to_int16(wave).tobytes()
+            rows.append(row)
+        return rows
+    except Exception as exc:  # recorded in the manifest by the caller
+        return [dict(base, error=_reason(exc))]

@@ -1,0 +1,273 @@
+"""The prepare stage: per-clip rows, the Ray Data pipeline end to end, the cache and the CLI.
+
+One small GTZAN-shaped folder (10 genres x 3 synthetic 6 s clips) plus the files a real
+collection throws at us: a zero-byte file, a truncated header, random bytes, a stereo 44.1 kHz
+clip and one clip shorter than the minimum. Mel and waveform are padded to 30 s so the shard
+shapes are the study's (128 x 128 x 3 and 480,000 samples).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from raygenre.config import PrepareConfig, load_prepare_spec
+from raygenre.data import pipeline
+from raygenre.data.features import extract_clip, extract_features
+from raygenre.data.kaggle_csv import KAGGLE_FEATURE_COLUMNS, read_features_csv, write_features_csv
+from raygenre.data.synthetic import generate
+from raygenre.prepare import main
+
+SR = 22050
+SETTINGS = {"prepare": {"clip_seconds": 30.0, "min_seconds": 3.0}, "split": {"test_fraction": 0.34}}
+CLI_SETTINGS = ["--set", "prepare.clip_seconds=30.0", "--set", "prepare.min_seconds=3.0",
+                "--set", "split.test_fraction=0.34"]
+CORRUPT = {"blues.00003": "empty", "classical.00003": "not readable", "country.00003": "not readable"}
+
+
+def wav_bytes(y: np.ndarray, sr: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def tone(seconds: float, sr: int = SR, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def gtzan(tmp_path_factory) -> Path:
+    root = generate(tmp_path_factory.mktemp("gtzan"), clips_per_genre=3, seconds=6.0, seed=1, corrupt=3)
+    genres = root / "genres_original"
+    stereo = np.stack([tone(6.0, 44100, 330.0), tone(6.0, 44100, 660.0)], axis=1)
+    (genres / "rock" / "rock.00050.wav").write_bytes(wav_bytes(stereo, 44100))
+    (genres / "pop" / "pop.00051.wav").write_bytes(wav_bytes(tone(1.0), SR))  # shorter than min_seconds
+    return root.resolve()
+
+
+@pytest.fixture(scope="module")
+def spec(gtzan):
+    return load_prepare_spec("quick", {"data": {"source": str(gtzan)}, **SETTINGS})
+
+
+@pytest.fixture(scope="module")
+def prepared(ray_session, spec, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    shard_dir = pipeline.ensure_shards(spec, run)
+    assert shard_dir == run / "shards" / spec.hash()
+    return run, shard_dir, pipeline.read_manifest(shard_dir)
+
+
+# --- the per-clip function, without Ray ------------------------------------------------------
+
+def test_extract_clip_train_rows_shapes_and_augmentation(gtzan):
+    cfg = PrepareConfig(clip_seconds=30.0, min_seconds=3.0, representations=("features", "mel", "waveform"),
+                        augment={"enabled": True})
+    path = str(gtzan / "genres_original" / "jazz" / "jazz.00000.wav")
+    rows = extract_clip(Path(path).read_bytes(), path, "train", cfg, cfg.representations)
+    assert [r["transform"] for r in rows] == ["original", "stretch_0.81", "stretch_0.93", "stretch_1.07",
+                                              "stretch_1.23", "shift_5s"]
+    assert rows[0]["clip_id"] == "jazz.00000" and rows[0]["parent_id"] is None
+    assert all(r["parent_id"] == "jazz.00000" and r["clip_id"] == f"jazz.00000+{r['transform']}" for r in rows[1:])
+    assert all(len(r["mel"]) == 128 * 128 * 3 and len(r["waveform"]) == 2 * 480_000 for r in rows)
+    assert rows[0]["length"] == 6 * SR and "length" not in rows[1]  # features: originals only
+    assert extract_clip(Path(path).read_bytes(), path, "test", cfg, cfg.representations)[0]["transform"] == "original"
+    assert len(extract_clip(Path(path).read_bytes(), path, "valid", cfg, cfg.representations)) == 1
+
+
+def test_extract_clip_bad_file_is_one_error_row():
+    cfg = PrepareConfig()
+    rows = extract_clip(b"", "x/blues.00007.wav", "train", cfg, ("features",))
+    assert len(rows) == 1 and rows[0]["error"] == "file is empty (0 bytes)." and rows[0]["clip_id"] == "blues.00007"
+    short = extract_clip(wav_bytes(tone(1.0), SR), "x/pop.00001.wav", "test", cfg, ("features",))
+    assert "shorter than the 20 s minimum" in short[0]["error"]
+
+
+# --- the Ray Data pipeline end to end --------------------------------------------------------
+
+def test_counts_per_split_and_genre(prepared):
+    _, shard_dir, manifest = prepared
+    clips = manifest["counts"]["clips"]
+    assert clips["train"] + clips["test"] == 31 and clips["valid"] == 0  # 30 + stereo rock; 4 skipped
+    assert clips["test"] == len(manifest["split"]["test"]) >= 10
+    genres = manifest["counts"]["genres"]
+    assert sum(genres["train"].values()) + sum(genres["test"].values()) == 31
+    assert genres["train"]["rock"] + genres["test"]["rock"] == 4
+    features = pipeline.load_table(shard_dir, "features")
+    assert features.num_rows == 31
+    assert manifest["representations"]["features"]["rows"] == clips
+    assert manifest["inputs"]["files"] == 35 and manifest["config_hash"] == shard_dir.name
+
+
+def test_skipped_files_are_listed_with_reasons(prepared):
+    _, _, manifest = prepared
+    skipped = {s["clip_id"]: s for s in manifest["skipped"]}
+    assert set(skipped) == {*CORRUPT, "pop.00051"}
+    for clip_id, words in CORRUPT.items():
+        assert words in skipped[clip_id]["reason"] and skipped[clip_id]["path"].endswith(f"{clip_id}.wav")
+    assert "shorter than the 3 s minimum" in skipped["pop.00051"]["reason"]
+    assert manifest["audio"]["native_rates"] == {"22050": 30, "44100": 1}
+    assert manifest["audio"]["channels"] == {"1": 30, "2": 1}
+    assert "rock.00050" in manifest["split"]["train"] + manifest["split"]["test"]
+
+
+def test_augmentation_is_6x_on_train_only(prepared):
+    _, shard_dir, manifest = prepared
+    train, test = set(manifest["split"]["train"]), set(manifest["split"]["test"])
+    for rep in ("mel", "waveform"):
+        rows = pipeline.load_table(shard_dir, rep).to_pandas()
+        tr = rows[rows["split"] == "train"]
+        assert len(tr) == 6 * len(train)
+        aug = rows[rows["transform"] != "original"]
+        assert set(aug["parent_id"]) == train and not set(aug["parent_id"]) & test
+        assert set(aug["split"]) == {"train"}
+        assert (aug.groupby("parent_id").size() == 5).all()
+        assert set(aug["transform"]) == {"stretch_0.81", "stretch_0.93", "stretch_1.07", "stretch_1.23", "shift_5s"}
+        others = rows[rows["split"] != "train"]
+        assert set(others["clip_id"]) == test and (others["transform"] == "original").all()
+        assert others["parent_id"].isna().all()
+        assert manifest["representations"][rep]["augmented_rows"]["train"] == 5 * len(train)
+    assert pipeline.load_table(shard_dir, "features").column("transform").to_pylist() == ["original"] * 31
+    assert manifest["augmentation"]["applies_to"] == ["mel", "waveform"]
+
+
+def test_shapes_and_column_metadata(prepared):
+    _, shard_dir, manifest = prepared
+    mel = pipeline.load_table(shard_dir, "mel", "test")
+    images = pipeline.mel_array(mel)
+    assert images.shape == (mel.num_rows, 128, 128, 3) and images.dtype == np.uint8 and images.std() > 0
+    wave = pipeline.load_table(shard_dir, "waveform", "test")
+    samples = pipeline.waveform_array(wave)
+    assert samples.shape == (wave.num_rows, 480_000) and samples.dtype == np.int16
+    assert np.abs(samples[:, : 6 * 16000 - 100]).max() > 0 and not samples[:, 6 * 16000 + 100:].any()  # padded
+    files = sorted((shard_dir / "mel" / "test").glob("*.parquet"))
+    assert pq.read_schema(files[0]).field("mel").metadata[b"shape"] == b"128,128,3"
+    assert manifest["representations"]["waveform"]["payload"]["shape"] == [480_000]
+    assert pq.read_schema(files[0]).names == ["clip_id", "label", "split", "parent_id", "transform", "mel"]
+
+
+def test_features_match_the_kaggle_csv_frame(prepared, gtzan, tmp_path):
+    _, shard_dir, _ = prepared
+    frame = pipeline.load_features(shard_dir)
+    assert list(frame.columns) == ["label", "length", *KAGGLE_FEATURE_COLUMNS]
+    assert frame.index.name == "clip_id" and frame.index.is_monotonic_increasing
+    assert frame.loc["rock.00050", "length"] == 6 * SR  # stereo 44.1 kHz: counted after resampling
+    csv = write_features_csv(frame, tmp_path / "features_30_sec.csv")
+    again = read_features_csv(csv)
+    assert list(again.columns) == list(frame.columns)
+    assert np.allclose(again[list(KAGGLE_FEATURE_COLUMNS)], frame[list(KAGGLE_FEATURE_COLUMNS)], rtol=1e-9)
+    import librosa
+
+    y, _ = librosa.load(gtzan / "genres_original" / "disco" / "disco.00001.wav", sr=SR)
+    direct = extract_features(y, SR)
+    assert np.allclose([frame.loc["disco.00001", c] for c in direct], list(direct.values()), rtol=1e-5)
+
+
+def test_second_identical_call_computes_nothing(prepared, spec, monkeypatch):
+    run, shard_dir, manifest = prepared
+    assert [h["computed"] for h in manifest["history"]] == [["features", "mel", "waveform"]]
+    before = (shard_dir / "manifest.json").read_bytes()
+    files = {p: p.stat().st_mtime_ns for p in shard_dir.rglob("*.parquet")}
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a cache hit must not start Ray or compute anything")
+
+    for name in ("using_ray", "_probe", "_compute", "_repack"):
+        monkeypatch.setattr(pipeline, name, forbidden)
+    assert pipeline.ensure_shards(spec, run) == shard_dir
+    assert pipeline.ensure_shards(spec, run, ["waveform"]) == shard_dir
+    assert (shard_dir / "manifest.json").read_bytes() == before
+    assert {p: p.stat().st_mtime_ns for p in shard_dir.rglob("*.parquet")} == files
+
+
+def test_cli_rerun_reports_cache_hit(prepared, gtzan, monkeypatch, capsys):
+    run, shard_dir, _ = prepared
+    monkeypatch.setattr(pipeline, "_compute", lambda *a, **k: pytest.fail("recomputed"))
+    assert main(["--data", str(gtzan), "--out", str(run), *CLI_SETTINGS]) == 0
+    out = capsys.readouterr().out
+    assert f"shards: {shard_dir} (cache hit: nothing computed)" in out
+    assert "blues.00003.wav: file is empty" in out and "skipped: 4 file(s)" in out
+
+
+# --- the cache logic, with the Ray stages replaced by fakes ------------------------------------
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    """Stand-ins for the Ray stages that write just enough Parquet; ``calls`` records what ran."""
+    calls: list[tuple[str, ...]] = []
+
+    def probe(paths, cfg):
+        return [{"path": p, "error": None, "native_rate": SR, "channels": 1, "seconds": 6.0} for p in paths]
+
+    def compute(paths, assignment, cfg, reps, staging):
+        calls.append(tuple(reps))
+        (staging / "split=train").mkdir(parents=True)
+        pq.write_table(pa.table({"clip_id": list(assignment), "path": paths, "error": [None] * len(paths)},
+                                schema=pa.schema([("clip_id", pa.string()), ("path", pa.string()),
+                                                  ("error", pa.string())])),
+                       staging / "split=train" / "part.parquet")
+
+    def repack(staging, out, rep, splits):
+        (out / "train").mkdir(parents=True)
+        pq.write_table(pa.table({"clip_id": ["a"], "label": ["rock"], "split": ["train"], "transform": ["original"]}),
+                       out / "train" / "part.parquet")
+
+    monkeypatch.setattr(pipeline, "using_ray", nullcontext)
+    monkeypatch.setattr(pipeline, "_probe", probe)
+    monkeypatch.setattr(pipeline, "_compute", compute)
+    monkeypatch.setattr(pipeline, "_repack", repack)
+    return calls
+
+
+def test_changed_inputs_or_config_recompute(fake_stages, tmp_path):
+    data = tmp_path / "gtzan"
+    for genre in ("blues", "rock"):
+        (data / genre).mkdir(parents=True)
+        for i in range(5):
+            (data / genre / f"{genre}.{i:05d}.wav").write_bytes(wav_bytes(tone(0.1), SR))
+    spec = load_prepare_spec("quick", {"data": {"source": str(data)}, "split": {"test_fraction": 0.4}})
+    run = tmp_path / "run"
+    shard_dir = pipeline.ensure_shards(spec, run, ["features"])
+    pipeline.ensure_shards(spec, run, ["features"])
+    assert fake_stages == [("features",)]  # cache hit
+    pipeline.ensure_shards(spec, run, ["features", "mel"])
+    assert fake_stages[-1] == ("mel",)  # only the missing representation
+    clip = data / "rock" / "rock.00002.wav"
+    os.utime(clip, ns=(clip.stat().st_atime_ns, clip.stat().st_mtime_ns + 10**9))
+    assert pipeline.ensure_shards(spec, run, ["features"]) == shard_dir
+    assert fake_stages[-1] == ("features",) and not (shard_dir / "mel").exists()  # stale set cleared
+    other = load_prepare_spec("quick", {"data": {"source": str(data)}, "split": {"test_fraction": 0.4},
+                                        "prepare": {"augment": {"shift_seconds": 4.0}}})
+    assert pipeline.ensure_shards(other, run, ["features"]) != shard_dir
+    assert len(fake_stages) == 4
+    assert json.loads((shard_dir / "manifest.json").read_text())["inputs"]["files"] == 10
+
+
+def test_representations_are_not_in_the_hash():
+    a = load_prepare_spec("quick", {"prepare": {"representations": ["features"]}})
+    b = load_prepare_spec("quick", {"prepare": {"representations": ["mel", "waveform"]}})
+    assert a.hash() == b.hash()
+
+
+# --- command-line errors -------------------------------------------------------------------------
+
+def test_cli_unknown_data_is_one_sentence(tmp_path, capsys):
+    assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --data must be 'synthetic' or an existing GTZAN folder") and "\n" not in err
+
+
+def test_cli_folder_without_gtzan_layout(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 2
+    assert "holds no GTZAN layout" in capsys.readouterr().err
