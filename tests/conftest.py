@@ -1,4 +1,7 @@
-"""One local Ray for the whole test session (2 CPUs, no dashboard), lean settings from RAY_NOTES."""
+"""One local Ray for the whole test session (2 CPUs, no dashboard), lean settings from RAY_NOTES.
+
+``address="local"`` starts a new Ray even when another one runs on the machine.
+"""
 
 import os
 
@@ -17,7 +20,7 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
                  log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -135,3 +135,16 @@ def test_sweep_killed_midway_resumes_with_every_trial_once(ray_session, tmp_path
     keys = [r["trial_key"] for r in read_records(tmp_path / "k")]
     assert len(keys) == 14 and len(set(keys)) == 14
     assert json.loads(records.read_text().splitlines()[0])["trial_key"] == before[0]["trial_key"]
+
+
+@pytest.mark.slow
+def test_distributed_xgboost_backend_runs_through_the_sweep(ray_session, tmp_path):
+    csv = make_features_csv(tmp_path / "features.csv")
+    code = main(["exp3", "--features-csv", str(csv), "--storage", str(tmp_path), "--name", "d", "--no-report",
+                 "--xgboost-backend", "distributed", "--set", "xgboost.workers=1",
+                 "--set", "models=[{name: xgboost}]", "--split-seeds", "0-1"])
+    assert code == 0
+    records = read_records(tmp_path / "d")
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records)
+    assert all(r["config"]["settings"]["xgboost"]["backend"] == "distributed" for r in records)
+    assert all(r["metrics"]["accuracy"] > 0.25 for r in records)

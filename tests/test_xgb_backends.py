@@ -1,7 +1,5 @@
 """XGBoost backends: the parameter translation, in-trial training and distributed training on Ray Train."""
 
-import os
-
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
@@ -15,24 +13,6 @@ from raygenre.train.xgb import (
     train_distributed,
     train_in_trial,
 )
-
-
-@pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray for the session (lean settings from RAY_NOTES); reused if one is already up."""
-    os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
-    os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    import ray
-
-    started = not ray.is_initialized()
-    if started:  # address="local": never attach to some other Ray cluster running on this machine
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-                 log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from ray import tune
 
 from raygenre.config import ExperimentConfig
 from raygenre.records import append_record, latest_by_trial, read_records, records_dir
-from raygenre.train.feature_trial import failed_record, feature_trial
+from raygenre.train.feature_trial import XGBOOST_MODELS, failed_record, feature_trial
 
 NEURAL_MODELS = ("mlp", "lstm")
 
@@ -46,19 +46,42 @@ def gpus_for_neural(cfg: ExperimentConfig) -> float:
     return float(setting)
 
 
+DISTRIBUTED_TRIAL_CPU = 0.01  # the trial only waits on its trainer; Tune refuses 0 CPUs
+
+
+def uses_distributed_xgboost(cfg: ExperimentConfig, trials: list[dict]) -> bool:
+    return cfg.xgboost.backend == "distributed" and any(t["model"] in XGBOOST_MODELS for t in trials)
+
+
 def resources_for(cfg: ExperimentConfig):
-    """Per-trial resources: CPUs for every trial, a GPU for MLP/LSTM where the cluster has one,
-    and CPU bundles for the workers of a distributed XGBoost fit."""
+    """Per-trial resources: CPUs for every trial, a GPU for MLP/LSTM where the cluster has one.
+
+    A distributed-XGBoost trial reserves almost nothing: its ``XGBoostTrainer`` places its workers
+    in a placement group of its own (see ``raygenre.train.xgb``), capped by :func:`max_concurrent`.
+    """
     cpus = cfg.resources.cpus_per_trial
     neural_gpus = gpus_for_neural(cfg)
+    distributed = cfg.xgboost.backend == "distributed"
 
     def request(config: dict):
         model = config["trial"]["model"]
         if model in NEURAL_MODELS and neural_gpus:
             return {"cpu": cpus, "gpu": neural_gpus}
+        if model in XGBOOST_MODELS and distributed:
+            return {"cpu": DISTRIBUTED_TRIAL_CPU}
         return {"cpu": cpus}
 
     return request
+
+
+def max_concurrent(cfg: ExperimentConfig, trials: list[dict]) -> int | None:
+    """The configured cap; for distributed XGBoost at most as many trials as the cluster has
+    room for their workers, so no trainer waits forever for CPUs other trials hold."""
+    configured = cfg.resources.max_concurrent_trials
+    if not uses_distributed_xgboost(cfg, trials):
+        return configured
+    room = max(1, int(ray.cluster_resources().get("CPU", 1) // cfg.xgboost.workers))
+    return min(room, configured) if configured else room
 
 
 def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], table, settings: dict,
@@ -73,7 +96,7 @@ def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], table, set
         trainable,
         param_space={"trial": tune.grid_search(trials)},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=cfg.resources.max_concurrent_trials,
+            max_concurrent_trials=max_concurrent(cfg, trials),
             reuse_actors=True,  # one warm process per slot, not an import of torch/xgboost per trial
             trial_dirname_creator=lambda t: t.config["trial"]["trial_key"].replace("/", "_"),
             trial_name_creator=lambda t: t.config["trial"]["trial_key"],
