@@ -40,7 +40,7 @@ def test_job_submission_runs_exp4_on_a_token_protected_head(tmp_path):
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(HOME=str(home), RAY_AUTH_MODE="token", PATH=f"{BIN}:{env.get('PATH', '')}",
-               RAY_DATA_DISABLE_PROGRESS_BARS="1", TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1")
+               RAY_DATA_DISABLE_PROGRESS_BARS="1")
     assert _ray(["get-auth-token", "--generate"], env).returncode == 0
     assert (home / ".ray" / "auth_token").exists()
     gcs, dash, agent, agent_grpc, runtime_env, metrics, client = _free_ports(7)
