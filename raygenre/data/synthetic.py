@@ -1,0 +1,426 @@
+"""Synthetic GTZAN: a deterministic stand-in for the GTZAN audio, which cannot be downloaded here.
+
+Why it exists: every stage (discovery, decoding, features, mel images, waveform models) has to run end
+to end on real audio files, on machines that cannot fetch GTZAN. This module writes a data set with
+GTZAN's shape -- ten genre folders in the Kaggle layout (``genres_original/<genre>/<genre>.NNNNN.wav``),
+22,050 Hz mono 16-bit PCM WAV -- whose content comes from a per-genre probabilistic model, so that
+classifiers have something real, but not trivial, to learn. It is the demo's default data set.
+
+Genre model: each clip draws its parameters uniformly from its genre's ranges (``GENRE_MODELS``):
+tempo and swing; a one-bar, 16-step drum groove (kick / snare / hat hit probabilities) varied bar to
+bar; a chord progression (chord vocabulary, beats per chord, re-strike rhythm) played by a wavetable
+voice whose partial count, partial roll-off, attack / decay / sustain and vibrato set its timbre; a
+bass line and an optional single-tone lead; a low-pass cut-off (brightness), tanh distortion, noise,
+vinyl-like clicks and loudness. Ranges overlap on purpose for rock / country / blues and for
+disco / pop / hiphop, so accuracy on librosa features lands well above chance and well below 100 %.
+
+Each clip is seeded by ``SeedSequence([seed, genre_index, clip_index])``: the same arguments give
+byte-identical files, and a clip does not depend on how many others are generated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from scipy import signal
+
+from raygenre.config import config_hash
+from raygenre.data.gtzan import GENRE_INDEX, GENRES, LAYOUT_SUBDIRS
+
+SR = 22050
+GENERATOR_VERSION = 1
+MANIFEST = "synthetic.json"
+CORRUPT_KINDS = ("zero_bytes", "truncated_header", "random_bytes")
+
+Range = tuple[float, float]
+_TABLE = 4096  # wavetable length (power of two)
+_CHORDS = {"maj": (0, 4, 7), "min": (0, 3, 7), "sus": (0, 5, 7), "power": (0, 7, 12),
+           "dom7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11), "min7": (0, 3, 7, 10)}
+_DEGREES = np.array([0, 5, 7, 0, 5, 7, 9, 2])  # I IV V weighted over vi ii, in semitones above the key
+_PENTATONIC = np.array([0, 2, 4, 7, 9])
+_BACKBEAT = "0000900000009000"
+_EIGHTHS = "9090909090909090"
+
+
+class SyntheticError(ValueError):
+    """Arguments the generator cannot honour."""
+
+
+@dataclass(frozen=True)
+class GenreModel:
+    """Parameter ranges of one genre; each clip draws uniformly inside them."""
+
+    bpm: Range
+    kick: str = "0" * 16  # hit probability per 16th step of a bar, digits 0-9 (9 = always)
+    snare: str = "0" * 16
+    hat: str = "0" * 16
+    swing: Range = (0.0, 0.0)  # delay of the off-beat 8th, in 16ths (0.67 = triplet shuffle)
+    drums: Range = (0.5, 0.8)  # drum level relative to the music
+    chords: tuple[str, ...] = ("maj", "min")
+    beats_per_chord: tuple[int, ...] = (4, 8)
+    strike: tuple[Range, ...] = ((1.0, 0.0),)  # chord (period, offset) in beats; period 0 = once per chord
+    partials: tuple[int, int] = (3, 8)
+    rolloff: Range = (1.0, 2.0)  # partial k has amplitude k ** -rolloff
+    attack: Range = (0.003, 0.02)  # seconds
+    decay: Range = (0.2, 0.8)  # seconds
+    sustain: Range = (0.1, 0.4)  # level the decay settles to
+    vibrato: Range = (0.0, 0.0)  # relative frequency depth
+    key: tuple[int, int] = (48, 60)  # MIDI range of the key's root
+    bass: Range = (0.3, 0.6)
+    bass_rate: tuple[float, ...] = (1.0,)  # bass notes per beat (2 alternates octaves)
+    lead: Range = (0.0, 0.0)  # lead notes per beat; under 0.25 means no lead
+    cutoff: Range = (3000.0, 8000.0)  # low-pass cut-off, Hz
+    drive: Range = (0.0, 0.0)  # tanh distortion gain of the chords and lead
+    noise: Range = (0.002, 0.01)  # white noise relative to the music
+    clicks: Range = (0.0, 0.0)  # crackle clicks per second
+    rms: Range = (0.08, 0.15)
+
+
+GENRE_MODELS: dict[str, GenreModel] = {
+    "blues": GenreModel(
+        bpm=(70, 130), kick="9000000090000000", snare=_BACKBEAT, hat=_EIGHTHS, swing=(0.25, 0.6),
+        drums=(0.3, 0.7), chords=("dom7", "dom7", "maj"), strike=((1, 0), (0.5, 0)), partials=(4, 12),
+        rolloff=(0.7, 1.5), attack=(0.002, 0.01), decay=(0.15, 0.5), sustain=(0.1, 0.4), vibrato=(0, 0.004),
+        key=(45, 57), lead=(0.5, 2.0), cutoff=(3000, 7500), drive=(0, 3.5), noise=(0.01, 0.03),
+        clicks=(0, 2), rms=(0.06, 0.16)),
+    "classical": GenreModel(
+        bpm=(50, 120), drums=(0, 0), chords=("maj", "min", "sus"), beats_per_chord=(2, 4, 8),
+        strike=((0, 0),), partials=(3, 8), rolloff=(1.4, 2.4), attack=(0.05, 0.3), decay=(0.5, 2.0),
+        sustain=(0.5, 0.9), vibrato=(0.003, 0.008), key=(48, 64), bass=(0.1, 0.4), bass_rate=(0.5, 1),
+        lead=(0.5, 2.0), cutoff=(1800, 5000), noise=(0.002, 0.01), rms=(0.03, 0.09)),
+    "country": GenreModel(
+        bpm=(80, 145), kick="9000000090000000", snare=_BACKBEAT, hat=_EIGHTHS, swing=(0, 0.3),
+        drums=(0.3, 0.8), chords=("maj", "maj", "min", "dom7"), strike=((1, 0), (0.5, 0)), partials=(5, 12),
+        rolloff=(0.7, 1.4), attack=(0.002, 0.008), decay=(0.1, 0.45), sustain=(0.05, 0.35),
+        vibrato=(0, 0.003), key=(45, 60), lead=(0.5, 2.0), cutoff=(3000, 8000), drive=(0, 2),
+        noise=(0.005, 0.025), clicks=(0, 1), rms=(0.07, 0.16)),
+    "disco": GenreModel(
+        bpm=(105, 130), kick="9000800090008000", snare=_BACKBEAT, hat="2070207020702070", swing=(0, 0.05),
+        drums=(0.5, 0.9), chords=("maj7", "min7", "min"), strike=((0, 0), (1, 0.5)), partials=(5, 11),
+        rolloff=(0.8, 1.5), attack=(0.02, 0.1), decay=(0.4, 1.5), sustain=(0.5, 0.85),
+        vibrato=(0.003, 0.007), key=(50, 62), bass=(0.5, 0.8), bass_rate=(2, 2, 1), lead=(0, 1),
+        cutoff=(4000, 8500), drive=(0, 1), noise=(0.003, 0.012), rms=(0.1, 0.18)),
+    "hiphop": GenreModel(
+        bpm=(85, 115), kick="9000404090600000", snare=_BACKBEAT, hat="7575757575757575", swing=(0, 0.3),
+        drums=(0.7, 1.0), chords=("min", "min7", "maj"), beats_per_chord=(4, 8), strike=((0, 0), (2, 0)),
+        partials=(3, 9), rolloff=(0.9, 1.7), attack=(0.005, 0.04), decay=(0.4, 1.5), sustain=(0.2, 0.6),
+        vibrato=(0, 0.004), bass=(0.7, 1.0), bass_rate=(0.5, 1), lead=(0, 1.0), cutoff=(3000, 7500),
+        drive=(0, 1), noise=(0.003, 0.012), clicks=(0, 0.5), rms=(0.1, 0.18)),
+    "jazz": GenreModel(
+        bpm=(90, 200), kick="3000000000000000", snare="0000003000000030", hat="9000903090009030",
+        swing=(0.4, 0.67), drums=(0.15, 0.45), chords=("min7", "maj7", "dom7"), beats_per_chord=(2, 4),
+        strike=((1, 0.5), (2, 0), (1.5, 0)), partials=(3, 8), rolloff=(1.3, 2.2), attack=(0.002, 0.01),
+        decay=(0.2, 0.8), sustain=(0.05, 0.3), vibrato=(0, 0.006), bass=(0.4, 0.7), lead=(1, 3),
+        cutoff=(2500, 6000), noise=(0.005, 0.02), clicks=(0, 2), rms=(0.05, 0.12)),
+    "metal": GenreModel(
+        bpm=(130, 200), kick="8888888888888888", snare=_BACKBEAT, hat="9999999999999999", drums=(0.6, 1.0),
+        chords=("power",), beats_per_chord=(1, 2, 4), strike=((0.25, 0), (0.5, 0)), partials=(10, 16),
+        rolloff=(0.4, 0.9), attack=(0.001, 0.004), decay=(0.1, 0.4), sustain=(0.5, 0.8), key=(38, 48),
+        bass_rate=(2, 4), lead=(0, 2), cutoff=(6000, 10000), drive=(6, 20), noise=(0.02, 0.06),
+        rms=(0.15, 0.25)),
+    "pop": GenreModel(
+        bpm=(90, 130), kick="9000400090400000", snare=_BACKBEAT, hat="7050705070507050", swing=(0, 0.15),
+        drums=(0.5, 0.9), chords=("maj", "min", "sus", "min7"), strike=((1, 0), (0.5, 0), (0, 0)),
+        partials=(4, 10), rolloff=(0.8, 1.6), attack=(0.005, 0.04), decay=(0.3, 1.2), sustain=(0.3, 0.7),
+        vibrato=(0.002, 0.006), key=(50, 62), bass=(0.4, 0.8), bass_rate=(1, 2), lead=(1, 2.5),
+        cutoff=(3500, 8500), drive=(0, 1), noise=(0.002, 0.012), rms=(0.1, 0.18)),
+    "reggae": GenreModel(
+        bpm=(60, 95), kick="0000000090000000", snare="0000000090000000", hat=_EIGHTHS, swing=(0, 0.2),
+        drums=(0.4, 0.7), strike=((1, 0.5),), partials=(4, 9), rolloff=(0.9, 1.6), attack=(0.001, 0.004),
+        decay=(0.05, 0.15), sustain=(0, 0.05), key=(52, 64), bass=(0.7, 1.0), bass_rate=(1, 2),
+        lead=(0, 1), cutoff=(2500, 6000), drive=(0, 1), noise=(0.005, 0.02), clicks=(0, 1),
+        rms=(0.08, 0.15)),
+    "rock": GenreModel(
+        bpm=(90, 155), kick="9000009090000000", snare=_BACKBEAT, hat=_EIGHTHS, swing=(0, 0.2),
+        drums=(0.4, 0.9), chords=("power", "maj", "min"), beats_per_chord=(2, 4, 8),
+        strike=((0.5, 0), (1, 0)), partials=(5, 14), rolloff=(0.6, 1.3), attack=(0.002, 0.008),
+        decay=(0.15, 0.6), sustain=(0.2, 0.6), key=(40, 55), bass=(0.4, 0.7), bass_rate=(1, 2),
+        lead=(0, 1.5), cutoff=(3500, 8500), drive=(1.5, 5.5), noise=(0.005, 0.02), rms=(0.08, 0.18)),
+}
+
+
+def _u(rng: np.random.Generator, r: Range) -> float:
+    return float(rng.uniform(r[0], r[1])) if r[1] > r[0] else float(r[0])
+
+
+def _wavetable(partials: int, rolloff: float) -> np.ndarray:
+    k = np.arange(1, partials + 1)
+    x = np.arange(_TABLE) / _TABLE
+    table = (k ** -rolloff) @ np.sin(2 * np.pi * np.outer(k, x))
+    return table / np.abs(table).max()
+
+
+def _oscillator(freq: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Wavetable oscillator following a per-sample frequency (Hz)."""
+    phase = np.cumsum(freq)
+    phase *= _TABLE / SR
+    idx = phase.astype(np.int64)
+    idx &= _TABLE - 1
+    return table.take(idx)
+
+
+def _envelope(n: int, period: float, offset: float, attack: float, decay: float,
+              sustain: float) -> np.ndarray:
+    """Attack / decay / sustain envelope re-struck every ``period`` seconds, with a 5 ms release."""
+    per = max(2, round(period * SR))
+    s = np.arange(per) / SR  # one period, looked up per sample
+    env = (1 - np.exp(-s / attack)) * (sustain + (1 - sustain) * np.exp(-s / decay))
+    env *= np.clip((per / SR - s) / 0.005, 0.0, 1.0)
+    return env[(np.arange(n) - round(offset * SR)) % per]
+
+
+def _midi_hz(m: np.ndarray) -> np.ndarray:
+    return 440.0 * 2.0 ** ((np.asarray(m, dtype=np.float64) - 69) / 12)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    rms = float(np.sqrt(np.mean(x * x)))
+    return x / rms if rms > 1e-12 else x
+
+
+def _drums(rng: np.random.Generator, m: GenreModel, n: int, beat: float) -> np.ndarray:
+    """Kick, snare and hat one-shots placed on the clip's 16-step groove (per-bar variations)."""
+    step = beat / 4
+    steps = np.arange(int(n / SR / step) + 1)
+    pos = steps % 16
+    swing = _u(rng, m.swing)
+    times = steps * step + step * swing * ((pos % 4 == 2) + 0.5 * (pos % 2 == 1))
+    idx = np.round(times * SR).astype(np.int64)
+    tt = np.arange(int(0.4 * SR)) / SR
+    f0, tau = rng.uniform(45, 70), 0.03
+    kick = np.sin(2 * np.pi * (f0 * tt + rng.uniform(80, 160) * tau * (1 - np.exp(-tt / tau))))
+    kick *= np.exp(-tt / rng.uniform(0.08, 0.25))
+    snare = 0.7 * rng.standard_normal(tt.size) + 0.5 * np.sin(2 * np.pi * rng.uniform(160, 240) * tt)
+    snare *= np.exp(-tt / rng.uniform(0.05, 0.15))
+    hat = np.diff(rng.standard_normal(tt.size + 1)) * np.exp(-tt / rng.uniform(0.01, 0.06))
+    out = np.zeros(n)
+    for pattern, sound, level in ((m.kick, kick, 1.0), (m.snare, snare, 0.5), (m.hat, hat, 0.25)):
+        p = np.array([int(c) for c in pattern]) / 9
+        groove = rng.random(16) < p
+        hit = np.where(rng.random(steps.size) < 0.1, rng.random(steps.size) < p[pos], groove[pos])
+        hit &= idx < n
+        if not hit.any():
+            continue
+        vel = level * rng.uniform(0.6, 1.0, int(hit.sum())) * np.where(pos[hit] % 4 == 0, 1, 0.8)
+        for i, v in zip(idx[hit].tolist(), vel.tolist()):
+            end = min(n, i + sound.size)
+            out[i:end] += v * sound[: end - i]
+    return out
+
+
+def synthesize(genre: str, seconds: float, seed: int = 0, index: int = 0) -> np.ndarray:
+    """One clip of ``genre`` as float32 samples in [-1, 1] at 22,050 Hz."""
+    if genre not in GENRE_INDEX:
+        raise SyntheticError(f"'{genre}' is not a GTZAN genre (expected one of {', '.join(GENRES)}).")
+    m = GENRE_MODELS[genre]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, GENRE_INDEX[genre], index]))
+    n = max(1, round(seconds * SR))
+    t = np.arange(n) / SR
+    beat = 60.0 / _u(rng, m.bpm)
+    # Chords: a progression of (root degree, quality) per segment, up to four voices.
+    seg_len = beat * int(rng.choice(m.beats_per_chord))
+    n_seg = int(n / SR / seg_len) + 1
+    key = int(rng.integers(m.key[0], m.key[1] + 1))
+    roots = key + rng.choice(_DEGREES, n_seg)
+    roots[0] = key
+    shapes = [_CHORDS[str(q)] for q in rng.choice(m.chords, n_seg)]
+    notes = np.full((4, n_seg), np.nan)
+    for j, shape in enumerate(shapes):
+        notes[: len(shape), j] = roots[j] + np.array(shape)
+    seg = np.minimum((t / seg_len).astype(np.int64), n_seg - 1)
+    vib_depth = _u(rng, m.vibrato)
+    vib = 1 + vib_depth * np.sin(2 * np.pi * rng.uniform(4.5, 6.5) * t)
+    table = _wavetable(int(rng.integers(m.partials[0], m.partials[1] + 1)), _u(rng, m.rolloff))
+    period, offset = m.strike[int(rng.integers(len(m.strike)))]
+    adsr = (_u(rng, m.attack), _u(rng, m.decay), _u(rng, m.sustain))
+    env = _envelope(n, period * beat if period else seg_len, offset * beat, *adsr)
+    chords = np.zeros(n)
+    for v in range(4):
+        on = ~np.isnan(notes[v])
+        if on.any():
+            freq = _midi_hz(np.where(on, notes[v], 0))
+            voice = _oscillator(freq[seg] * vib, table)
+            chords += voice if on.all() else on[seg] * voice
+    tonal = _unit(chords * env)
+    # Lead: a random walk on the key's pentatonic scale, one or two octaves up.
+    rate = _u(rng, m.lead)
+    if rate >= 0.25:
+        note_len = beat / rate
+        walk = np.clip(np.cumsum(rng.integers(-2, 3, int(n / SR / note_len) + 1)), -5, 9)
+        pitch = key + 12 + 12 * (walk // 5) + _PENTATONIC[walk % 5]
+        lead = _oscillator(_midi_hz(pitch)[np.minimum((t / note_len).astype(np.int64), pitch.size - 1)] * vib,
+                           table) * _envelope(n, note_len, 0.0, *adsr)
+        tonal = tonal + 0.6 * _unit(lead)
+    drive = _u(rng, m.drive)
+    if drive > 0.1:
+        tonal = np.tanh(drive * tonal / np.abs(tonal).max()) / math.tanh(drive)
+    # Bass: the chord root, low, struck ``bass_rate`` times a beat (octave jumps at 2 and above).
+    bass_rate = float(rng.choice(m.bass_rate))
+    strike_no = (t / (beat / bass_rate)).astype(np.int64)
+    bass_hz = _midi_hz(np.maximum(roots - 24, 28))[seg] * (1 + (strike_no % 2) if bass_rate >= 2 else 1)
+    bass = _oscillator(bass_hz, _wavetable(3, 2.0))
+    bass *= _envelope(n, beat / bass_rate, 0.0, 0.005, 0.3, 0.3)
+    music = _unit(tonal) + _u(rng, m.bass) * _unit(bass)
+    drum_level = _u(rng, m.drums)
+    if drum_level > 0:
+        music = music + drum_level * _unit(_drums(rng, m, n, beat))
+    cutoff = min(_u(rng, m.cutoff), 0.45 * SR)
+    music = _unit(signal.sosfilt(signal.butter(2, cutoff, fs=SR, output="sos"), music))
+    music += _u(rng, m.noise) * rng.standard_normal(n)
+    n_clicks = rng.poisson(_u(rng, m.clicks) * n / SR)
+    music[rng.integers(0, n, n_clicks)] += rng.uniform(-3, 3, n_clicks)
+    return np.clip(_unit(music) * _u(rng, m.rms), -1.0, 1.0).astype(np.float32)
+
+
+def _wav_bytes(audio: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    pcm = np.round(np.asarray(audio, dtype=np.float64) * 32767).astype("<i2")
+    sf.write(buf, pcm, SR, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _corrupt_bytes(kind: str, rng: np.random.Generator) -> bytes:
+    if kind == "zero_bytes":
+        return b""
+    if kind == "truncated_header":
+        return _wav_bytes(np.zeros(64, dtype=np.float32))[:20]
+    return b"\x00JUNK" + rng.bytes(int(rng.integers(512, 4096)))
+
+
+def _check_args(clips_per_genre: int, seconds: float, seed: int, corrupt: int) -> None:
+    if isinstance(clips_per_genre, bool) or not isinstance(clips_per_genre, int) or clips_per_genre < 1:
+        raise SyntheticError(f"clips per genre must be a whole number >= 1, got {clips_per_genre!r}.")
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or not 0 < seconds <= 600:
+        raise SyntheticError(f"seconds must be a number in (0, 600], got {seconds!r}.")
+    if not isinstance(seed, int) or seed < 0:
+        raise SyntheticError(f"seed must be a whole number >= 0, got {seed!r}.")
+    if not isinstance(corrupt, int) or corrupt < 0:
+        raise SyntheticError(f"corrupt must be a whole number >= 0, got {corrupt!r}.")
+    if clips_per_genre + -(-corrupt // len(GENRES)) > 100_000:
+        raise SyntheticError("clips per genre plus corrupt files per genre must fit GTZAN's 5-digit numbers.")
+
+
+def _describe(clips_per_genre: int, seconds: float, seed: int, corrupt: int) -> dict[str, Any]:
+    files = []
+    for i in range(corrupt):
+        genre = GENRES[i % len(GENRES)]
+        clip_id = f"{genre}.{clips_per_genre + i // len(GENRES):05d}"
+        files.append({"path": f"{LAYOUT_SUBDIRS['kaggle']}/{genre}/{clip_id}.wav", "clip_id": clip_id,
+                      "kind": CORRUPT_KINDS[i % len(CORRUPT_KINDS)]})
+    return {"generator": "raygenre.data.synthetic", "version": GENERATOR_VERSION, "layout": "kaggle",
+            "sample_rate": SR, "genres": list(GENRES), "clips_per_genre": clips_per_genre,
+            "seconds": float(seconds), "seed": seed, "corrupt": corrupt,
+            "clips": clips_per_genre * len(GENRES), "files": clips_per_genre * len(GENRES) + corrupt,
+            "corrupt_files": files}
+
+
+def generate(out: Path | str, clips_per_genre: int, seconds: float, seed: int = 0, corrupt: int = 0, *,
+             workers: int | None = None) -> Path:
+    """Write the synthetic GTZAN (plus ``corrupt`` broken files) under ``out``; returns ``out``.
+
+    ``workers`` threads synthesise clips side by side (numpy releases the GIL); the output does not
+    depend on it. Default: up to four, one per CPU.
+    """
+    _check_args(clips_per_genre, seconds, seed, corrupt)
+    root = Path(out).expanduser()
+    base = root / LAYOUT_SUBDIRS["kaggle"]
+    if base.exists():
+        if not (root / MANIFEST).is_file():
+            raise SyntheticError(f"{base} exists and was not written by this generator; choose another folder.")
+        shutil.rmtree(base)
+    (root / MANIFEST).unlink(missing_ok=True)
+    for genre in GENRES:
+        (base / genre).mkdir(parents=True, exist_ok=True)
+
+    def write(job: tuple[str, int]) -> None:
+        genre, i = job
+        (base / genre / f"{genre}.{i:05d}.wav").write_bytes(_wav_bytes(synthesize(genre, seconds, seed, i)))
+
+    jobs = [(genre, i) for genre in GENRES for i in range(clips_per_genre)]
+    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+        list(pool.map(write, jobs))
+    desc = _describe(clips_per_genre, seconds, seed, corrupt)
+    for i, item in enumerate(desc["corrupt_files"]):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, len(GENRES), i]))
+        (root / item["path"]).write_bytes(_corrupt_bytes(item["kind"], rng))
+    (root / MANIFEST).write_text(json.dumps(desc, indent=2, sort_keys=True) + "\n")
+    return root
+
+
+def read_manifest(root: Path | str) -> dict[str, Any] | None:
+    """The ``synthetic.json`` of a generated folder, or None when absent or unreadable."""
+    try:
+        return json.loads((Path(root) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_complete(root: Path | str, clips_per_genre: int, seconds: float, seed: int = 0, corrupt: int = 0) -> bool:
+    """Whether ``root`` holds a finished generation with exactly these arguments."""
+    root = Path(root)
+    want = _describe(clips_per_genre, seconds, seed, corrupt)
+    if read_manifest(root) != want:
+        return False
+    base = root / LAYOUT_SUBDIRS["kaggle"]
+    found = sum(1 for g in GENRES if (base / g).is_dir() for p in (base / g).iterdir() if p.is_file())
+    return found == want["files"]
+
+
+def ensure_synthetic(cache_root: Path | str, cfg: Any) -> Path:
+    """``cache_root/synthetic-<hash>`` for ``cfg`` (a SyntheticConfig), generated atomically unless complete."""
+    args = (cfg.clips_per_genre, cfg.seconds, cfg.seed, cfg.corrupt)
+    cache_root = Path(cache_root).expanduser()
+    final = cache_root / f"synthetic-{config_hash(cfg.model_dump(mode='json'))}"
+    if is_complete(final, *args):
+        return final
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=cache_root))
+    try:
+        generate(tmp, *args)
+        if final.exists() and not is_complete(final, *args):
+            shutil.rmtree(final)  # stale (older generator) or tampered with
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not is_complete(final, *args):  # a concurrent run may have just finished the same set
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: write a synthetic GTZAN and list its corrupt files."""
+    parser = argparse.ArgumentParser(prog="python -m raygenre.data.synthetic", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="folder to write (Kaggle layout)")
+    parser.add_argument("--clips-per-genre", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--corrupt", type=int, default=0, help="broken files to add (decode must skip them)")
+    args = parser.parse_args(argv)
+    try:
+        root = generate(args.out, args.clips_per_genre, args.seconds, args.seed, args.corrupt)
+    except SyntheticError as exc:
+        parser.error(str(exc))
+    desc = read_manifest(root) or {}
+    print(f"wrote {desc.get('clips')} clips of {args.seconds:g} s under {root}")
+    for item in desc.get("corrupt_files", []):
+        print(f"corrupt\t{item['kind']}\t{root / item['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
