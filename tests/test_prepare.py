@@ -28,6 +28,7 @@ from raygenre.data.synthetic import generate
 from raygenre.prepare import main
 
 SR = 22050
+slow = pytest.mark.slow  # these share one Ray Data run of the whole pipeline (~30-60 s on 2 CPUs)
 SETTINGS = {"prepare": {"clip_seconds": 30.0, "min_seconds": 3.0}, "split": {"test_fraction": 0.34}}
 CLI_SETTINGS = ["--set", "prepare.clip_seconds=30.0", "--set", "prepare.min_seconds=3.0",
                 "--set", "split.test_fraction=0.34"]
@@ -95,6 +96,7 @@ def test_extract_clip_bad_file_is_one_error_row():
 
 # --- the Ray Data pipeline end to end --------------------------------------------------------
 
+@slow
 def test_counts_per_split_and_genre(prepared):
     _, shard_dir, manifest = prepared
     clips = manifest["counts"]["clips"]
@@ -109,6 +111,7 @@ def test_counts_per_split_and_genre(prepared):
     assert manifest["inputs"]["files"] == 35 and manifest["config_hash"] == shard_dir.name
 
 
+@slow
 def test_skipped_files_are_listed_with_reasons(prepared):
     _, _, manifest = prepared
     skipped = {s["clip_id"]: s for s in manifest["skipped"]}
@@ -121,6 +124,7 @@ def test_skipped_files_are_listed_with_reasons(prepared):
     assert "rock.00050" in manifest["split"]["train"] + manifest["split"]["test"]
 
 
+@slow
 def test_augmentation_is_6x_on_train_only(prepared):
     _, shard_dir, manifest = prepared
     train, test = set(manifest["split"]["train"]), set(manifest["split"]["test"])
@@ -141,6 +145,7 @@ def test_augmentation_is_6x_on_train_only(prepared):
     assert manifest["augmentation"]["applies_to"] == ["mel", "waveform"]
 
 
+@slow
 def test_shapes_and_column_metadata(prepared):
     _, shard_dir, manifest = prepared
     mel = pipeline.load_table(shard_dir, "mel", "test")
@@ -156,6 +161,7 @@ def test_shapes_and_column_metadata(prepared):
     assert pq.read_schema(files[0]).names == ["clip_id", "label", "split", "parent_id", "transform", "mel"]
 
 
+@slow
 def test_features_match_the_kaggle_csv_frame(prepared, gtzan, tmp_path):
     _, shard_dir, _ = prepared
     frame = pipeline.load_features(shard_dir)
@@ -173,6 +179,7 @@ def test_features_match_the_kaggle_csv_frame(prepared, gtzan, tmp_path):
     assert np.allclose([frame.loc["disco.00001", c] for c in direct], list(direct.values()), rtol=1e-5)
 
 
+@slow
 def test_second_identical_call_computes_nothing(prepared, spec, monkeypatch):
     run, shard_dir, manifest = prepared
     assert [h["computed"] for h in manifest["history"]] == [["features", "mel", "waveform"]]
@@ -190,6 +197,7 @@ def test_second_identical_call_computes_nothing(prepared, spec, monkeypatch):
     assert {p: p.stat().st_mtime_ns for p in shard_dir.rglob("*.parquet")} == files
 
 
+@slow
 def test_cli_rerun_reports_cache_hit(prepared, gtzan, monkeypatch, capsys):
     run, shard_dir, _ = prepared
     monkeypatch.setattr(pipeline, "_compute", lambda *a, **k: pytest.fail("recomputed"))

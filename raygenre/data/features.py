@@ -10,6 +10,10 @@ the same ones from ``y``; the values are those of the per-feature ``y=`` calls (
 ``mel_image`` makes the study's 128x128x3 input: dB mel spectrogram, min-max scaled per image,
 resized, then mapped to RGB through a matplotlib colormap (``viridis`` by default; the study does
 not name one). Images are uint8; normalisation for a network happens at training time.
+
+``extract_clip`` is the whole per-clip job (decode, augment a training clip, every requested
+representation, one row per variant); the Ray Data workers and the benchmark's sequential loop
+both call it, so they measure the same work.
 """
 
 from __future__ import annotations

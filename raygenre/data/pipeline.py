@@ -11,8 +11,8 @@ Why it is shaped this way:
   once per worker), and computes every requested representation of a clip and of its augmented
   variants from one decode. It writes one staging table; small Ray Data jobs then copy each
   representation and split into ``<shard_dir>/<representation>/<split>/`` with its own columns.
-* Reads and writes ask for no CPU: the actor pool holds every CPU, and a read task waiting for a
-  CPU held by an idle actor would stall the stream for good.
+* The heavy pass's reads and writes ask for no CPU (and run at most one per actor): the actor
+  pool holds every CPU, and a read task waiting for a CPU held by an idle actor stalls for good.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -38,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raygenre.config import ConfigError, PrepareConfig, PrepareSpec
-from raygenre.data.audio import ORIGINAL
+from raygenre.data.audio import ORIGINAL, transform_names
 from raygenre.data.features import (
     AUGMENTED_REPRESENTATIONS,
     FEATURE_COLUMNS,
@@ -154,10 +155,9 @@ def using_ray() -> Iterator[None]:
     if started:
         ray.init(include_dashboard=False, log_to_driver=not quiet,
                  logging_level=logging.WARNING if quiet else logging.INFO)
-    ctx = DataContext.get_current()
-    if quiet:
-        ctx.enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if quiet:  # quiet first: switching the bars off logs a warning of its own
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        DataContext.get_current().enable_progress_bars = False
     try:
         yield
     finally:
@@ -174,22 +174,29 @@ def _n_workers(cfg: PrepareConfig) -> int:
 def _probe(paths: list[str], cfg: PrepareConfig) -> list[dict]:
     import ray
 
-    ds = ray.data.read_binary_files(paths, include_paths=True, num_cpus=0)
+    ds = ray.data.read_binary_files(paths, include_paths=True, num_cpus=0, concurrency=_n_workers(cfg))
     return ds.map_batches(_probe_batch, fn_kwargs={"min_seconds": cfg.min_seconds},
                           batch_size=16, batch_format="numpy").take_all()
 
 
-def _compute(paths: list[str], assignment: dict[str, str], cfg: PrepareConfig,
-             representations: Sequence[str], staging: Path) -> None:
+def clip_dataset(paths: list[str], assignment: dict[str, str], cfg: PrepareConfig,
+                 representations: Sequence[str], worker: type = ClipWorker, workers: int | None = None):
+    """The heavy pass as a lazy Ray Dataset: bytes -> warm actor pool -> rows (the benchmark runs this too)."""
     import ray
 
-    n = _n_workers(cfg)
-    ds = ray.data.read_binary_files(paths, include_paths=True, num_cpus=0,
+    n = workers or _n_workers(cfg)
+    ds = ray.data.read_binary_files(paths, include_paths=True, num_cpus=0, concurrency=n,
                                     override_num_blocks=min(len(paths), 8 * n))
-    ds = ds.map_batches(ClipWorker, fn_constructor_args=(cfg, tuple(representations), assignment),
-                        batch_size=cfg.batch_size, batch_format="numpy", num_cpus=1,
-                        compute=ray.data.ActorPoolStrategy(min_size=n, max_size=n))
-    ds.write_parquet(str(staging), partition_cols=["split"], ray_remote_args={"num_cpus": 0})
+    return ds.map_batches(worker, fn_constructor_args=(cfg, tuple(representations), assignment),
+                          batch_size=cfg.batch_size, batch_format="numpy", num_cpus=1,
+                          compute=ray.data.ActorPoolStrategy(min_size=n, max_size=n))
+
+
+def _compute(paths: list[str], assignment: dict[str, str], cfg: PrepareConfig,
+             representations: Sequence[str], staging: Path) -> None:
+    n = _n_workers(cfg)
+    ds = clip_dataset(paths, assignment, cfg, representations, workers=n)
+    ds.write_parquet(str(staging), partition_cols=["split"], concurrency=n, ray_remote_args={"num_cpus": 0})
 
 
 def _columns(representation: str) -> list[str]:
@@ -308,17 +315,13 @@ def _new_manifest(spec: PrepareSpec, found: Discovery, inputs: dict, timings: di
         "audio": {"native_rates": _tally(r["native_rate"] for r in ok), "channels": _tally(r["channels"] for r in ok),
                   "seconds_min": min(r["seconds"] for r in ok), "seconds_max": max(r["seconds"] for r in ok)},
         "augmentation": {"enabled": aug.enabled, "splits": ["train"], "applies_to": list(AUGMENTED_REPRESENTATIONS),
-                         "transforms": [f"stretch_{f:g}" for f in aug.stretch_factors]
-                         + ([f"shift_{aug.shift_seconds:g}s"] if aug.shift_seconds else [])},
+                         "transforms": transform_names(aug.stretch_factors, aug.shift_seconds)},
         "representations": {}, "versions": library_versions(), "timings_s": {}, "history": [],
     }
 
 
 def _tally(values: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[str(v)] = out.get(str(v), 0) + 1
-    return dict(sorted(out.items()))
+    return dict(sorted(Counter(str(v) for v in values).items()))
 
 
 def ensure_shards(spec: PrepareSpec, run_dir: Path | str,
@@ -337,7 +340,7 @@ def ensure_shards(spec: PrepareSpec, run_dir: Path | str,
     found = discover(root)
     inputs = {"source": spec.data.source, "root": str(root), "layout": found.layout,
               "files": len(found.clips), "fingerprint": fingerprint(found)}
-    timings["discover"] = round(time.perf_counter() - start, 3)
+    timings["inputs"] = round(time.perf_counter() - start, 3)  # discovery (and synthetic generation)
     manifest = _reusable(shard_dir, spec, inputs)
     have = (manifest or {}).get("representations", {})
     missing = [r for r in wanted if not (r in have and (shard_dir / r).is_dir())]
