@@ -22,14 +22,12 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,7 @@ from raygenre.data.features import (
     waveform_samples,
 )
 from raygenre.data.gtzan import GENRES, Discovery, clip_id_from_filename, discover, genre_of
+from raygenre.versions import package_versions
 
 log = logging.getLogger("raygenre.prepare")
 
@@ -126,16 +125,6 @@ def _write_manifest(shard_dir: Path, manifest: dict) -> None:
     tmp = shard_dir / f".{MANIFEST}.{uuid.uuid4().hex}"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, shard_dir / MANIFEST)
-
-
-def library_versions() -> dict[str, str]:
-    out = {"python": ".".join(map(str, sys.version_info[:3]))}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
 
 
 def _now() -> str:
@@ -316,7 +305,7 @@ def _new_manifest(spec: PrepareSpec, found: Discovery, inputs: dict, timings: di
                   "seconds_min": min(r["seconds"] for r in ok), "seconds_max": max(r["seconds"] for r in ok)},
         "augmentation": {"enabled": aug.enabled, "splits": ["train"], "applies_to": list(AUGMENTED_REPRESENTATIONS),
                          "transforms": transform_names(aug.stretch_factors, aug.shift_seconds)},
-        "representations": {}, "versions": library_versions(), "timings_s": {}, "history": [],
+        "representations": {}, "versions": package_versions(VERSIONED), "timings_s": {}, "history": [],
     }
 
 

@@ -10,10 +10,8 @@ import json
 import os
 import platform
 import socket
-import sys
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 
 import numpy as np
 import pandas as pd
@@ -24,19 +22,9 @@ from raygenre.data.kaggle_csv import feature_columns
 from raygenre.data.splits import bootstrap_sample, make_split, nested_fractions, paper_split
 from raygenre.records import RECORD_VERSION
 from raygenre.train.metrics import classification_metrics
+from raygenre.versions import package_versions
 
 XGBOOST_MODELS = ("xgboost", "xgboost_tuned")
-VERSIONED_PACKAGES = ("raygenre", "ray", "xgboost", "scikit-learn", "torch", "librosa", "numpy", "pandas")
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for name in VERSIONED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def select_rows(spec: dict, ids: list[str]) -> tuple[list[str], list[str]]:
