@@ -24,6 +24,7 @@ import argparse
 import io
 import json
 import math
+import numbers
 import os
 import shutil
 import sys
@@ -43,6 +44,7 @@ from raygenre.data.gtzan import GENRE_INDEX, GENRES, LAYOUT_SUBDIRS
 SR = 22050
 GENERATOR_VERSION = 1
 MANIFEST = "synthetic.json"
+_GENERATOR = "raygenre.data.synthetic"
 CORRUPT_KINDS = ("zero_bytes", "truncated_header", "random_bytes")
 
 Range = tuple[float, float]
@@ -255,12 +257,12 @@ def synthesize(genre: str, seconds: float, seed: int = 0, index: int = 0) -> np.
             voice = _oscillator(freq[seg] * vib, table)
             chords += voice if on.all() else on[seg] * voice
     tonal = _unit(chords * env)
-    # Lead: a random walk on the key's pentatonic scale, one or two octaves up.
+    # Lead: a random walk reflected inside two octaves of the key's pentatonic scale.
     rate = _u(rng, m.lead)
     if rate >= 0.25:
         note_len = beat / rate
-        walk = np.clip(np.cumsum(rng.integers(-2, 3, int(n / SR / note_len) + 1)), -5, 9)
-        pitch = key + 12 + 12 * (walk // 5) + _PENTATONIC[walk % 5]
+        walk = 9 - np.abs(np.cumsum(rng.integers(-2, 3, int(n / SR / note_len) + 1)) % 18 - 9)
+        pitch = key + 12 * (walk // 5) + _PENTATONIC[walk % 5]
         lead = _oscillator(_midi_hz(pitch)[np.minimum((t / note_len).astype(np.int64), pitch.size - 1)] * vib,
                            table) * _envelope(n, note_len, 0.0, *adsr)
         tonal = tonal + 0.6 * _unit(lead)
@@ -297,17 +299,17 @@ def _corrupt_bytes(kind: str, rng: np.random.Generator) -> bytes:
         return b""
     if kind == "truncated_header":
         return _wav_bytes(np.zeros(64, dtype=np.float32))[:20]
-    return b"\x00JUNK" + rng.bytes(int(rng.integers(512, 4096)))
+    return b"\x00JUNK" + rng.bytes(int(rng.integers(512, 4096)))  # the prefix rules out any audio magic
 
 
 def _check_args(clips_per_genre: int, seconds: float, seed: int, corrupt: int) -> None:
-    if isinstance(clips_per_genre, bool) or not isinstance(clips_per_genre, int) or clips_per_genre < 1:
+    if isinstance(clips_per_genre, bool) or not isinstance(clips_per_genre, numbers.Integral) or clips_per_genre < 1:
         raise SyntheticError(f"clips per genre must be a whole number >= 1, got {clips_per_genre!r}.")
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or not 0 < seconds <= 600:
+    if not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) or not 0 < seconds <= 600:
         raise SyntheticError(f"seconds must be a number in (0, 600], got {seconds!r}.")
-    if not isinstance(seed, int) or seed < 0:
+    if not isinstance(seed, numbers.Integral) or seed < 0:
         raise SyntheticError(f"seed must be a whole number >= 0, got {seed!r}.")
-    if not isinstance(corrupt, int) or corrupt < 0:
+    if not isinstance(corrupt, numbers.Integral) or corrupt < 0:
         raise SyntheticError(f"corrupt must be a whole number >= 0, got {corrupt!r}.")
     if clips_per_genre + -(-corrupt // len(GENRES)) > 100_000:
         raise SyntheticError("clips per genre plus corrupt files per genre must fit GTZAN's 5-digit numbers.")
@@ -320,7 +322,7 @@ def _describe(clips_per_genre: int, seconds: float, seed: int, corrupt: int) -> 
         clip_id = f"{genre}.{clips_per_genre + i // len(GENRES):05d}"
         files.append({"path": f"{LAYOUT_SUBDIRS['kaggle']}/{genre}/{clip_id}.wav", "clip_id": clip_id,
                       "kind": CORRUPT_KINDS[i % len(CORRUPT_KINDS)]})
-    return {"generator": "raygenre.data.synthetic", "version": GENERATOR_VERSION, "layout": "kaggle",
+    return {"generator": _GENERATOR, "version": GENERATOR_VERSION, "layout": "kaggle",
             "sample_rate": SR, "genres": list(GENRES), "clips_per_genre": clips_per_genre,
             "seconds": float(seconds), "seed": seed, "corrupt": corrupt,
             "clips": clips_per_genre * len(GENRES), "files": clips_per_genre * len(GENRES) + corrupt,
@@ -335,13 +337,17 @@ def generate(out: Path | str, clips_per_genre: int, seconds: float, seed: int = 
     depend on it. Default: up to four, one per CPU.
     """
     _check_args(clips_per_genre, seconds, seed, corrupt)
+    clips_per_genre, seconds, seed, corrupt = int(clips_per_genre), float(seconds), int(seed), int(corrupt)
     root = Path(out).expanduser()
+    if root.exists() and not root.is_dir():
+        raise SyntheticError(f"output {root} exists and is not a folder.")
     base = root / LAYOUT_SUBDIRS["kaggle"]
     if base.exists():
-        if not (root / MANIFEST).is_file():
+        if (read_manifest(root) or {}).get("generator") != _GENERATOR:
             raise SyntheticError(f"{base} exists and was not written by this generator; choose another folder.")
         shutil.rmtree(base)
-    (root / MANIFEST).unlink(missing_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MANIFEST).write_text(json.dumps({"generator": _GENERATOR, "status": "incomplete"}) + "\n")
     for genre in GENRES:
         (base / genre).mkdir(parents=True, exist_ok=True)
 
