@@ -18,6 +18,7 @@ both call it, so they measure the same work.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -111,21 +112,36 @@ def mel_from_bytes(data: bytes, size: int = 128) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(size, size, 3)
 
 
+WARM_UP_LOCK = "raygenre-numba-warm-up.lock"
+
+
 def warm_up(sr: int = 22050) -> float:
     """Run every librosa path once on 2 s of noise so numba compiles now, not on the first clip.
 
-    Returns the seconds it took: the per-process cost that an actor pool pays once per worker.
+    Compiling happens under an exclusive lock file in this machine's temp folder: librosa asks numba
+    to cache compiled code beside its sources, and two processes writing that cache at once (two
+    fresh actors on a fresh install) left entries that crashed every later process with a
+    segmentation fault. Under the lock the first process compiles and writes the cache; the others
+    wait, then load it. Returns the seconds it took: the per-process cost an actor pool pays once
+    per worker.
     """
+    import fcntl
+    import tempfile
     import time
 
     from raygenre.data.audio import resample, time_stretch
 
     start = time.perf_counter()
     y = (np.random.default_rng(0).standard_normal(2 * sr) * 0.1).astype(np.float32)
-    extract_features(y, sr)
-    mel_image(y, sr)
-    time_stretch(y, 1.1)
-    resample(y, sr, 16000)
+    with open(os.path.join(tempfile.gettempdir(), WARM_UP_LOCK), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            extract_features(y, sr)
+            mel_image(y, sr)
+            time_stretch(y, 1.1)
+            resample(y, sr, 16000)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return time.perf_counter() - start
 
 
