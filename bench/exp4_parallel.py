@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import sys
@@ -88,7 +89,8 @@ def main() -> None:
 
     # (b2) the same fits in a plain process pool (no Ray): what 2-way parallelism costs on this hardware
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.cpus, initializer=_pool_init, initargs=(table, settings)) as pool:
+    with ProcessPoolExecutor(max_workers=args.cpus, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_pool_init, initargs=(table, settings)) as pool:  # fork deadlocks after OpenMP
         pool_times = list(pool.map(_pool_fit, trials))
     pool_wall = time.perf_counter() - t0
     print(f"process pool    : {pool_wall:8.1f} s   (no Ray; single fit inside the pool: median "
