@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from raygenre.errors import ConfigError
 
 EXPERIMENTS = ("exp1", "exp2", "exp3", "exp4")
 PROFILES = ("quick", "paper")
-TABULAR_MODELS = ("knn", "random_forest", "xgboost", "xgboost_tuned", "mlp", "lstm")
 
 
-class ConfigError(ValueError):
-    """A config that cannot be used: unknown key, bad value, missing file."""
 
 
 class Strict(BaseModel):
@@ -94,19 +93,66 @@ class FeaturesConfig(Strict):
     set: Literal["kaggle58", "content57"] = "kaggle58"
 
 
-class ModelSpec(Strict):
-    name: Literal["knn", "random_forest", "xgboost", "xgboost_tuned", "mlp", "lstm"]
-    params: dict[str, Any] = {}
+class TrainConfig(Strict):
+    """How every neural model trains (MLP/LSTM today, the deep models too).
 
-
-class NeuralConfig(Strict):
-    """MLP / LSTM training; the study does not state these, so they are ours (README)."""
+    The study states none of these for MLP/LSTM; ours are in the README. ``precision: auto`` is bf16
+    autocast on CUDA and fp32 on CPU. ``selection: last`` evaluates the final epoch (the study's
+    practice); ``valid`` keeps the best epoch on a validation carve of the training clips.
+    """
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "cosine", "step"] = "constant"
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(32, ge=1)
-    dropout: float = Field(0.3, ge=0, lt=1)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    workers: int = Field(1, ge=1)
+    gpus_per_worker: float | Literal["auto"] = "auto"  # auto: 1 when the cluster has GPUs
+    selection: Literal["last", "valid"] = "last"
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    patience: int | None = Field(None, ge=1)  # early stopping on the validation set (selection: valid)
+
+
+class WeightsConfig(Strict):
+    """Pretrained weights: ``pretrained`` (the library's published weights, looked up in ``dir`` and the
+    library cache, downloaded when online), ``random`` (only when chosen: not the study's condition),
+    or a path to a local file or folder."""
+    source: str = "pretrained"
+    dir: str | None = None       # extra folder searched for weight files (before $TORCH_HOME / HF cache)
+    offline: bool | None = None  # None: offline when HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE say so
+
+
+class ModelSpec(Strict):
+    """One row of an experiment: a registered model, one of its variants, parameter overrides, and
+    optional per-model ``train`` / ``weights`` overrides (e.g. a learning rate for one network)."""
+    name: str
+    variant: str | None = None
+    params: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+    weights: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _known(self) -> ModelSpec:
+        from raygenre.models.registry import resolve_variant
+
+        try:
+            variant = resolve_variant(self.name, self.variant)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        object.__setattr__(self, "variant", variant)
+        for block, model in (("train", TrainConfig), ("weights", WeightsConfig)):
+            overlay = getattr(self, block)
+            unknown = sorted(set(overlay) - set(model.model_fields))
+            if unknown:
+                raise ValueError(f"{block}.{unknown[0]}: unknown key")
+        return self
+
+    def train_config(self, base: TrainConfig) -> TrainConfig:
+        return TrainConfig.model_validate({**base.model_dump(), **self.train})
+
+    def weights_config(self, base: WeightsConfig) -> WeightsConfig:
+        return WeightsConfig.model_validate({**base.model_dump(), **self.weights})
 
 
 class XGBoostConfig(Strict):
@@ -116,7 +162,7 @@ class XGBoostConfig(Strict):
 
 
 class Exp4Config(Strict):
-    model: Literal["knn", "random_forest", "xgboost", "xgboost_tuned", "mlp", "lstm"] = "xgboost_tuned"
+    model: str = "xgboost_tuned"  # a tabular model of the registry
     select_by_validation: bool = False
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     bootstraps: int = Field(100, ge=1)
@@ -129,10 +175,18 @@ class Exp4Config(Strict):
             raise ValueError("fractions must be increasing values in (0, 1]")
         return v
 
+    @field_validator("model")
+    @classmethod
+    def _tabular(cls, v: str) -> str:
+        from raygenre.models.registry import MODELS
+
+        if v not in MODELS or MODELS[v].family != "tabular":
+            raise ValueError(f"exp4 resamples a feature model; '{v}' is not one")
+        return v
+
 
 class ResourcesConfig(Strict):
     cpus_per_trial: float = Field(1, gt=0)
-    gpus_per_neural_trial: float | Literal["auto"] = "auto"  # auto: 1 when the cluster has GPUs
     max_failures: int = Field(1, ge=0)
     max_concurrent_trials: int | None = Field(None, ge=1)
 
@@ -146,7 +200,8 @@ class ExperimentConfig(Strict):
     split: SplitConfig = SplitConfig()
     features: FeaturesConfig = FeaturesConfig()
     models: tuple[ModelSpec, ...] = ()
-    neural: NeuralConfig = NeuralConfig()
+    train: TrainConfig = TrainConfig()
+    weights: WeightsConfig = WeightsConfig()
     xgboost: XGBoostConfig = XGBoostConfig()
     exp4: Exp4Config | None = None
     resources: ResourcesConfig = ResourcesConfig()
@@ -156,17 +211,25 @@ class ExperimentConfig(Strict):
 
 
 class PrepareSpec(Strict):
-    """What the prepare stage depends on; its hash names the shard set."""
+    """What the prepare stage depends on; its hash names the shard set.
+
+    Shards hold every usable clip with its id; which clips train and test is decided when shards
+    are read (any split, any seed), so the split does not enter the hash. Neither do the
+    representations (each is its own folder inside one shard set), whether augmented rows are
+    wanted (they are their own folders too), or worker settings.
+    """
     data: DataConfig = DataConfig()
     prepare: PrepareConfig = PrepareConfig()
-    split: SplitConfig = SplitConfig()
+    split: SplitConfig = SplitConfig()  # checked against the usable clips, not part of the hash
 
     def hash(self) -> str:
-        """Representations are separate shard sets inside one hash, so they do not enter it."""
-        body = self.model_dump(mode="json")
-        body["prepare"].pop("representations")
-        body["prepare"].pop("workers")
-        body["prepare"].pop("batch_size")
+        body = {"data": self.data.model_dump(mode="json"), "prepare": self.prepare.model_dump(mode="json")}
+        for key in ("representations", "workers", "batch_size"):
+            body["prepare"].pop(key)
+        body["prepare"]["augment"].pop("enabled")
+        if body["data"]["source"] != "synthetic":
+            body["data"].pop("synthetic")  # the generator settings mean nothing for real audio
+        body["data"].pop("features_csv")
         return config_hash(body)
 
 
@@ -252,15 +315,41 @@ def load_experiment(experiment: str, profile: str = "quick", overrides: dict | N
 
 def load_prepare_spec(profile: str = "quick", overrides: dict | None = None,
                       root: Path | None = None) -> PrepareSpec:
-    """The prepare stage's spec on its own: base.yaml, the profile's ``all`` and ``prepare_only``."""
+    """The prepare stage's spec on its own: base.yaml <- the profile's ``all`` <- its ``prepare_only``.
+
+    The same layers an experiment resolves through (minus the experiment file), so ``prepare`` and a
+    later ``sweep`` with the same profile name the same shard set.
+    """
     root = root or sweeps_dir()
-    base = _read_yaml(root / "base.yaml")
-    merged = {k: base[k] for k in ("data", "prepare", "split") if k in base}
-    merged = deep_merge(merged, _profile_overlay(profile, "prepare_only", root))
-    merged = {k: v for k, v in merged.items() if k in ("data", "prepare", "split")}
-    merged = deep_merge(merged, overrides or {})
+    keys = ("data", "prepare", "split")
+    merged = deep_merge(_read_yaml(root / "base.yaml"), _profile_overlay(profile, "prepare_only", root))
+    merged = {k: v for k, v in merged.items() if k in keys}
+    merged = deep_merge(merged, {k: v for k, v in (overrides or {}).items() if k in keys})
+    unknown = sorted(set(overrides or {}) - set(keys))
+    if unknown:
+        raise ConfigError(f"prepare ({profile} profile): {unknown[0]}: unknown key for the prepare stage")
     return validate(PrepareSpec, merged, f"prepare ({profile} profile)")
 
 
 def prepare_spec_of(cfg: ExperimentConfig) -> PrepareSpec:
     return PrepareSpec(data=cfg.data, prepare=cfg.prepare, split=cfg.split)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["exp4.bootstraps=10", "split.seeds=[0,1]"]`` -> a nested mapping (values read as YAML)."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ConfigError(f"--set {item!r} is not of the form key.path=value.")
+        path, value = item.split("=", 1)
+        node = out
+        keys = path.strip().split(".")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r} conflicts with an earlier --set of {key}.")
+        try:
+            node[keys[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML.") from None
+    return out

@@ -4,7 +4,9 @@
     python -m raygenre.prepare --data ~/gtzan --out runs/gtzan --profile paper --split fault_filtered
 
 The shard set lands in ``RUN_DIR/shards/<config hash>/``; an identical second call reuses it
-and computes nothing. The sweep calls the same code (``ensure_shards``) when shards are missing.
+and computes nothing, and so does a later ``python -m raygenre.sweep`` with the same profile and
+data (the sweep calls the same ``ensure_shards``). Shards hold every usable clip; the split is
+drawn when a trial reads them, but prepare checks here that the configured split can be drawn.
 """
 
 from __future__ import annotations
@@ -15,16 +17,13 @@ import logging
 import sys
 from pathlib import Path
 
-from raygenre.config import ConfigError, PrepareSpec, deep_merge, load_prepare_spec
-from raygenre.data.gtzan import DatasetError
-from raygenre.data.pipeline import MANIFEST, PrepareError, ensure_shards, read_manifest
-from raygenre.data.synthetic import SyntheticError
+from raygenre.config import PrepareSpec, deep_merge, load_prepare_spec, parse_overrides
+from raygenre.data.pipeline import ensure_shards, shard_dir_of
+from raygenre.data.shards import MANIFEST, read_manifest
+from raygenre.data.source import absolute_source
+from raygenre.errors import RaygenreError, one_line
 
 log = logging.getLogger("raygenre.prepare")
-
-
-class UsageError(ValueError):
-    """A command-line value that cannot be used."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, type=Path, help="run directory; shards go to RUN_DIR/shards/<hash>/")
     p.add_argument("--profile", default="quick", help="quick or paper (default: quick)")
     p.add_argument("--split", choices=["paper", "fault_filtered"], help="split (default from the profile)")
-    p.add_argument("--seed", type=int, help="split seed (default: the profile's first seed)")
+    p.add_argument("--seed", type=int, help="split seed to check (default: the profile's seeds)")
     p.add_argument("--representations", help="comma-separated subset of features,mel,waveform "
                                               "(default from the profile)")
     p.add_argument("--workers", type=int, help="actors in the decode/feature pool (default: one per CPU)")
@@ -44,19 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_spec(args: argparse.Namespace) -> PrepareSpec:
     """The resolved spec; bad values fail here, in one sentence, before Ray starts."""
-    overrides: dict = {}
-    if args.set:
-        from raygenre.sweep import parse_overrides
-
-        overrides = parse_overrides(args.set)
-    cli: dict = {"data": {}, "split": {}, "prepare": {}}
-    if args.data == "synthetic":
-        cli["data"]["source"] = "synthetic"
-    else:
-        folder = Path(args.data).expanduser()
-        if not folder.is_dir():
-            raise UsageError(f"--data must be 'synthetic' or an existing GTZAN folder; {args.data!r} is neither.")
-        cli["data"]["source"] = str(folder.resolve())
+    overrides = parse_overrides(args.set or [])
+    cli: dict = {"data": {"source": absolute_source(args.data)}, "split": {}, "prepare": {}}
     if args.split:
         cli["split"]["name"] = args.split
     if args.seed is not None:
@@ -65,23 +53,18 @@ def build_spec(args: argparse.Namespace) -> PrepareSpec:
         cli["prepare"]["representations"] = [r.strip() for r in args.representations.split(",") if r.strip()]
     if args.workers is not None:
         cli["prepare"]["workers"] = args.workers
-    spec = load_prepare_spec(args.profile, deep_merge(overrides, cli))
-    if spec.data.source != "synthetic":
-        from raygenre.data.gtzan import discover
-
-        discover(spec.data.source)
-    return spec
+    return load_prepare_spec(args.profile, deep_merge(overrides, cli))
 
 
 def summary(shard_dir: Path, manifest: dict, reused: bool) -> str:
     """What a person wants to see at the end: where, how many, what was skipped and why."""
     lines = [f"shards: {shard_dir} ({'cache hit: nothing computed' if reused else 'computed'})"]
-    clips = manifest["counts"]["clips"]
-    lines.append("clips: " + ", ".join(f"{s} {n}" for s, n in clips.items() if n))
-    for rep, entry in manifest["representations"].items():
-        rows = ", ".join(f"{s} {n}" for s, n in entry["rows"].items() if n)
-        aug = sum(entry["augmented_rows"].values())
-        lines.append(f"{rep}: {rows}" + (f" (of which {aug} augmented)" if aug else ""))
+    check = manifest["split_check"]
+    lines.append(f"clips: {manifest['counts']['clips']} usable; split {check['name']} (seeds "
+                 f"{', '.join(map(str, check['seeds']))}) gives " +
+                 ", ".join(f"{s} {n}" for s, n in check["counts"].items() if n))
+    for folder, entry in manifest["representations"].items():
+        lines.append(f"{folder}: {entry['rows']} rows")
     skipped = manifest["skipped"]
     lines.append(f"skipped: {len(skipped)} file(s)")
     lines += [f"  {s['path']}: {s['reason']}" for s in skipped]
@@ -95,12 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         spec = build_spec(args)
-        shard_dir = args.out.expanduser() / "shards" / spec.hash()
+        shard_dir = shard_dir_of(spec, args.out)
         before = (shard_dir / MANIFEST).read_bytes() if (shard_dir / MANIFEST).is_file() else None
         shard_dir = ensure_shards(spec, args.out)
         manifest = read_manifest(shard_dir)
-    except (UsageError, ConfigError, DatasetError, SyntheticError, PrepareError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except RaygenreError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     reused = before is not None and before == (shard_dir / MANIFEST).read_bytes()
     print(summary(shard_dir, manifest, reused))

@@ -1,34 +1,41 @@
 """The record: one JSON line per finished trial, the only thing the reporter reads.
 
-Layout: ``<run_dir>/records/<study>.jsonl``. Each line is a dict with these keys
-(``RECORD_KEYS``); deep-model experiments fill the same keys.
+Layout: ``<run_dir>/records/<study>.jsonl``. The format is the JSON Schema in
+``raygenre/record.schema.json`` (version 2); :func:`append_record` refuses a record that does not
+validate, so nothing the pipeline writes can drift from it. :func:`build_record` is the one place a
+record is made, for finished and failed trials alike. Version-1 records (before the model registry)
+are read and upgraded in memory by :func:`upgrade`.
 
 =================  ==========================================================
 key                meaning
 =================  ==========================================================
-record_version     int, 1
+record_version     int, 2
 trial_key          unique, stable name of the planned trial (resume/dedup key)
 experiment         "exp1" | "exp2" | "exp3" | "exp4"
-study              e.g. "exp3-features", "exp4-bootstrap", "exp4-size"
-model              e.g. "knn", "xgboost_tuned", "vgg16"
+study              e.g. "exp3-features", "exp1-mel", "exp4-bootstrap", "exp4-size"
+model, family      registry name and family ("tabular" | "spectrogram" | "waveform")
 variant            e.g. "default", "finetune_all", "fc6"
 representation     "features" | "mel" | "waveform"
-feature_set        "kaggle58" | "content57" | null
-augmented          bool
+feature_set        "kaggle58" | "content57" | null (non-feature models)
+augmented          bool: the training rows included the x6 augmented variants
 split              {"name": "paper"|"fault_filtered", "seed": int}
 train_fraction     float (1.0 unless a training-size trial)
 bootstrap_index    int or null
 status             "ok" | "failed"
 error              null, or the error text of a failed trial
-metrics            classification_metrics(...) output, or null when failed
-test               {"ids": [...], "y_true": [...], "y_pred": [...]} (labels as genre names)
-n_train            int, training rows actually used
-timings            {"fit_s": float, "predict_s": float, "total_s": float}
-resources          {"cpu": float, "gpu": float, "node": str}
-config             the resolved trial config (dict)
+metrics            ``raygenre.stats.classification_metrics`` output, or null when failed
+test               {"ids", "y_true", "y_pred", "set"} (labels as genre names; set: test | valid)
+n_train            int, training rows actually used (null when failed)
+params             {"total", "trainable"} parameter counts of a network, or null
+artifact           where the fitted model was saved, or null
+history            per-epoch metrics [{"epoch": 1, "loss": ...}, ...]; empty for one-shot models
+weights            where pretrained weights came from ("random", "pretrained:...", a path), or null
+timings            seconds: {"fit_predict_s", "total_s", ...}
+resources          {"cpu", "gpu", "device", "node", ...}
+config             the resolved trial spec plus the run-wide settings it used
 config_hash        sha256 prefix of the config
-run                {"source": ..., "profile": ..., "data_hash": ..., "hardware": ...}
-versions           {"python": ..., "ray": ..., "xgboost": ..., ...}
+run                {"source", "profile", "data_hash", "hardware", ...}
+versions           {"python", "ray", "xgboost", ...}
 finished_at        ISO-8601 UTC time
 =================  ==========================================================
 """
@@ -38,19 +45,101 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
-RECORD_VERSION = 1
-RECORD_KEYS = (
-    "record_version", "trial_key", "experiment", "study", "model", "variant", "representation",
-    "feature_set", "augmented", "split", "train_fraction", "bootstrap_index", "status", "error",
-    "metrics", "test", "n_train", "timings", "resources", "config", "config_hash", "run",
-    "versions", "finished_at",
-)
+from raygenre.errors import RecordsError
+
+RECORD_VERSION = 2
+SCHEMA_FILE = "record.schema.json"
 
 
-class RecordsError(ValueError):
-    """Records that are missing, empty or malformed."""
+@lru_cache(maxsize=1)
+def record_schema() -> dict:
+    return json.loads((resources.files("raygenre") / SCHEMA_FILE).read_text())
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(record_schema())
+
+
+def validate_record(record: dict) -> None:
+    """Raise RecordsError naming the first schema violation of ``record``."""
+    errors = sorted(_validator().iter_errors(_plain(record)), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise RecordsError(f"record for trial {record.get('trial_key')!r} does not match the record schema "
+                           f"at {where}: {err.message}.")
+
+
+def _plain(record: dict) -> dict:
+    """The record as JSON would read it back (numpy scalars and tuples made plain)."""
+    return json.loads(json.dumps(record, default=_jsonable))
+
+
+def build_record(spec: dict, settings: dict, *, status: str = "ok", result: dict | None = None,
+                 error: str | None = None, resources: dict | None = None) -> dict:
+    """The one record builder: a finished trial (``result`` from a family runner) or a failed one.
+
+    ``result`` keys: ``metrics``, ``test``, ``n_train``, ``timings`` and optionally ``params``,
+    ``artifact``, ``history``, ``weights``.
+    """
+    from raygenre.config import config_hash
+    from raygenre.versions import package_versions
+
+    result = result or {}
+    config = {**spec, "settings": {k: settings[k] for k in ("xgboost", "cpus_per_trial") if k in settings}}
+    return {
+        "record_version": RECORD_VERSION,
+        "trial_key": spec["trial_key"],
+        "experiment": spec["experiment"],
+        "study": spec["study"],
+        "model": spec["model"],
+        "family": spec["family"],
+        "variant": spec["variant"],
+        "representation": spec["representation"],
+        "feature_set": spec.get("feature_set"),
+        "augmented": bool(spec.get("augmented", False)),
+        "split": {"name": spec["split"]["name"], "seed": spec["split"]["seed"]},
+        "train_fraction": spec["train_fraction"],
+        "bootstrap_index": spec["bootstrap_index"],
+        "status": status,
+        "error": error if status != "ok" else None,
+        "metrics": result.get("metrics") if status == "ok" else None,
+        "test": result.get("test") if status == "ok" else None,
+        "n_train": result.get("n_train") if status == "ok" else None,
+        "params": result.get("params"),
+        "artifact": result.get("artifact"),
+        "history": list(result.get("history") or []),
+        "weights": result.get("weights"),
+        "timings": dict(result.get("timings") or {}),
+        "resources": dict(resources or {}),
+        "config": config,
+        "config_hash": config_hash(config),
+        "run": settings.get("run", {}),
+        "versions": package_versions(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def upgrade(record: dict) -> dict:
+    """A record of any known version in the current shape (version 1 lacked family, params,
+    artifact, history and weights; all its models were feature models)."""
+    version = record.get("record_version", 1)
+    if version == RECORD_VERSION:
+        return record
+    if version != 1:
+        raise RecordsError(f"record for trial {record.get('trial_key')!r} has unknown version {version}.")
+    out = dict(record)
+    out.update(record_version=RECORD_VERSION, family="tabular", params=None, artifact=None, history=[],
+               weights=None)
+    return out
 
 
 def records_dir(run_dir: str | Path) -> Path:
@@ -59,9 +148,7 @@ def records_dir(run_dir: str | Path) -> Path:
 
 def append_record(path: str | Path, record: dict) -> None:
     """Append one record as a single write of one line, so a crash never leaves half a line."""
-    missing = [k for k in RECORD_KEYS if k not in record]
-    if missing:
-        raise RecordsError(f"record for trial {record.get('trial_key')!r} lacks keys {missing}.")
+    validate_record(record)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=True, default=_jsonable) + "\n").encode()
@@ -88,7 +175,7 @@ def iter_record_files(run_dir: str | Path) -> list[Path]:
 
 
 def read_records(run_dir: str | Path, *, require: bool = True) -> list[dict]:
-    """Every record under ``run_dir/records``; a line cut short by a crash is skipped.
+    """Every record under ``run_dir/records`` (upgraded to this version); a line cut short by a crash is skipped.
 
     With ``require`` a missing or empty records folder is a one-sentence RecordsError.
     """
@@ -103,7 +190,7 @@ def read_records(run_dir: str | Path, *, require: bool = True) -> list[dict]:
             if not line:
                 continue
             try:
-                records.append(json.loads(line))
+                records.append(upgrade(json.loads(line)))
             except json.JSONDecodeError:
                 continue  # an interrupted write; the trial is re-run on --resume
     if require and not records:
@@ -117,3 +204,23 @@ def latest_by_trial(records: Iterable[dict]) -> dict[str, dict]:
     for rec in records:
         out[rec["trial_key"]] = rec
     return out
+
+
+def check_complete(run_dir: str | Path, planned: list[dict]) -> list[str]:
+    """Records must match the plan: every planned trial has a record and none failed.
+
+    Returns the failed trial keys' one-line errors (empty when all are ok); raises RecordsError
+    when a planned trial has no record at all (an interrupted run: ``--resume`` finishes it).
+    """
+    latest = latest_by_trial(read_records(run_dir, require=False))
+    missing = [t["trial_key"] for t in planned if t["trial_key"] not in latest]
+    if missing:
+        raise RecordsError(f"{len(missing)} of {len(planned)} planned trials have no record (interrupted?): "
+                           f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; rerun with --resume.")
+    failed = []
+    for t in planned:
+        record = latest[t["trial_key"]]
+        if record["status"] != "ok":
+            lines = (record.get("error") or "no error text").strip().splitlines() or ["?"]
+            failed.append(f"{t['trial_key']}: {lines[-1]}")
+    return failed

@@ -13,10 +13,12 @@ import io
 import numpy as np
 import soundfile as sf
 
+from raygenre.errors import RaygenreError
+
 ORIGINAL = "original"
 
 
-class AudioError(ValueError):
+class AudioError(RaygenreError, ValueError):
     """A file that cannot be used as a clip: empty, truncated, not audio, too short.
 
     ``reason`` is the message without the file name, for manifests that list the path beside it.

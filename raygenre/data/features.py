@@ -32,7 +32,7 @@ from raygenre.data.gtzan import clip_id_from_filename, genre_of
 from raygenre.data.kaggle_csv import KAGGLE_FEATURE_COLUMNS
 
 FEATURE_COLUMNS: tuple[str, ...] = ("length", *KAGGLE_FEATURE_COLUMNS)
-META_COLUMNS = ("clip_id", "label", "split", "parent_id", "transform")
+META_COLUMNS = ("clip_id", "label", "parent_id", "transform")
 AUGMENTED_REPRESENTATIONS = ("mel", "waveform")  # features stay one row per clip, like the Kaggle CSV
 
 
@@ -189,16 +189,19 @@ def probe_file(data: bytes, path: str, min_seconds: float) -> dict[str, Any]:
     return row
 
 
-def extract_clip(data: bytes, path: str, split: str, cfg: PrepareConfig,
-                 representations: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows for one audio file: the original and, for training clips, its augmented variants.
+def extract_clip(data: bytes, path: str, cfg: PrepareConfig, representations: Sequence[str],
+                 augmented: bool = False) -> list[dict[str, Any]]:
+    """Rows for one audio file: the original and, with ``augmented``, its augmented variants.
+
+    Shards do not know the split (it is drawn when they are read), so augmented variants are made
+    for every clip; readers use them for training clips only.
 
     Features use the whole clip (as the Kaggle CSV does) and only the original; mel and waveform
     are cropped or padded to ``clip_seconds``. Any failure gives a single row with ``error`` set,
     so one bad file never stops a batch.
     """
     clip_id = clip_id_from_filename(path)
-    base = {"clip_id": clip_id, "label": genre_of(clip_id), "split": split, "parent_id": None,
+    base = {"clip_id": clip_id, "label": genre_of(clip_id), "parent_id": None,
             "transform": ORIGINAL, "path": path, "error": None}
     try:
         sr = cfg.sample_rate
@@ -206,8 +209,7 @@ def extract_clip(data: bytes, path: str, split: str, cfg: PrepareConfig,
         if info["seconds"] < cfg.min_seconds:
             raise _too_short(path, info["seconds"], cfg.min_seconds)
         variants = [(ORIGINAL, y)]
-        if (split == "train" and cfg.augment.enabled
-                and any(r in AUGMENTED_REPRESENTATIONS for r in representations)):
+        if augmented and any(r in AUGMENTED_REPRESENTATIONS for r in representations):
             variants += augment(y, sr, cfg.augment.stretch_factors, cfg.augment.shift_seconds)
         rows = []
         for transform, signal in variants:

@@ -17,11 +17,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-GENRES: tuple[str, ...] = (
-    "blues", "classical", "country", "disco", "hiphop",
-    "jazz", "metal", "pop", "reggae", "rock",
-)
-GENRE_INDEX = {g: i for i, g in enumerate(GENRES)}
+from raygenre.errors import DatasetError
+from raygenre.genres import GENRE_INDEX, GENRES
+
 AUDIO_EXTENSIONS = (".wav", ".au")
 LAYOUT_SUBDIRS = {"kaggle": "genres_original", "original": "genres", "flat": ""}
 
@@ -29,8 +27,6 @@ _CLIP_NAME = re.compile(r"^(?P<genre>[a-z]+)\.(?P<number>\d{5})\.(?P<ext>wav|au)
 _CLIP_ID = re.compile(r"^(?P<genre>[a-z]+)\.(?P<number>\d{5})$")
 
 
-class DatasetError(ValueError):
-    """A data set that cannot be used as given (missing root, no clips, bad ids)."""
 
 
 @dataclass(frozen=True)

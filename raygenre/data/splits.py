@@ -17,7 +17,8 @@ from importlib import resources
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from raygenre.data.gtzan import DatasetError, clip_id_from_filename, genre_of
+from raygenre.data.gtzan import clip_id_from_filename, genre_of
+from raygenre.errors import DatasetError, SplitError
 
 SPLIT_NAMES = ("paper", "fault_filtered")
 FAULT_FILTERED_SUBSETS = ("train", "valid", "test")
@@ -62,10 +63,20 @@ def _check_unique(ids: Sequence[str]) -> list[str]:
 def paper_split(ids: Sequence[str], seed: int = 0, test_fraction: float = 0.2) -> Split:
     """Stratified by genre; sorted input makes the result independent of discovery order."""
     ids = sorted(_check_unique(ids))
-    if len(ids) < 2:
-        raise DatasetError(f"a split needs at least 2 clips; got {len(ids)}.")
-    train, test = train_test_split(ids, test_size=test_fraction, random_state=seed,
-                                   stratify=_labels(ids), shuffle=True)
+    labels = _labels(ids)
+    per_genre = {g: labels.count(g) for g in sorted(set(labels))}
+    small = [g for g, n in per_genre.items() if n < 2]
+    if small:
+        raise SplitError(f"genre '{small[0]}' has only {per_genre[small[0]]} usable clip, and a stratified "
+                         f"train/test split needs at least 2 clips of every genre present.")
+    try:
+        train, test = train_test_split(ids, test_size=test_fraction, random_state=seed, stratify=labels,
+                                       shuffle=True)
+    except ValueError:  # scikit-learn: the test (or train) part cannot hold one clip of each genre
+        n_test = int(np.ceil(test_fraction * len(ids)))
+        raise SplitError(f"a stratified split with test fraction {test_fraction:g} of {len(ids)} clips gives "
+                         f"{n_test} test clips, fewer than the {len(per_genre)} genres present: add clips or "
+                         f"change split.test_fraction.") from None
     return Split("paper", seed, sorted(train), sorted(test))
 
 
@@ -84,6 +95,11 @@ def fault_filtered_split(ids: Sequence[str]) -> Split:
     present = set(_check_unique(ids))
     lists = fault_filtered_lists()
     listed = {i for subset in lists.values() for i in subset}
+    found = {subset: sum(i in present for i in chosen) for subset, chosen in lists.items()}
+    if not found["train"] or not found["test"]:
+        raise SplitError(f"the data holds {found['train']} of the fault_filtered split's {len(lists['train'])} "
+                         f"training clips and {found['test']} of its {len(lists['test'])} test clips; "
+                         f"use --split paper for data that is not the full GTZAN.")
     return Split(
         "fault_filtered", 0,
         train=[i for i in lists["train"] if i in present],
@@ -99,7 +115,16 @@ def make_split(ids: Sequence[str], name: str, seed: int = 0, test_fraction: floa
         return paper_split(ids, seed, test_fraction)
     if name == "fault_filtered":
         return fault_filtered_split(ids)
-    raise DatasetError(f"unknown split '{name}': choose one of {', '.join(SPLIT_NAMES)}.")
+    raise SplitError(f"unknown split '{name}': choose one of {', '.join(SPLIT_NAMES)}.")
+
+
+def check_splits(ids: Sequence[str], name: str, seeds: Sequence[int], test_fraction: float = 0.2) -> dict:
+    """Draw the configured split for every seed over the usable clips, before any trial or heavy work.
+
+    Raises SplitError in one sentence when it cannot be drawn; returns the counts of the first seed.
+    """
+    counts = [make_split(ids, name, seed, test_fraction).counts() for seed in seeds]
+    return counts[0] if counts else {}
 
 
 def parse_seeds(text: str) -> list[int]:

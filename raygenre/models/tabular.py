@@ -14,10 +14,11 @@ fitted on the rows passed to ``fit`` only, ``fit(X, y)`` takes float32 features 
 =================  ==========================================================================
 
 The study trained its networks in Keras and states neither optimiser, learning rate, batch size nor
-epochs; those come from :class:`raygenre.config.NeuralConfig`. Initialisation follows Keras's defaults
-(Glorot-uniform kernels, zero biases, orthogonal recurrent kernel, forget-gate bias 1) so the PyTorch
-networks start where the study's did; BatchNorm keeps PyTorch's momentum (0.1), because Keras's 0.99
-leaves the running statistics near their initial values after the few hundred steps of a short run.
+epochs; those come from the config's ``train:`` block (:class:`raygenre.config.TrainConfig`).
+Initialisation follows Keras's defaults (Glorot-uniform kernels, zero biases, orthogonal recurrent
+kernel, forget-gate bias 1) so the PyTorch networks start where the study's did; BatchNorm keeps
+PyTorch's momentum (0.1), because Keras's 0.99 leaves the running statistics near their initial
+values after the few hundred steps of a short run.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 from xgboost import XGBClassifier
 
-from raygenre.config import NeuralConfig
-
-FEATURE_MODELS = ("knn", "random_forest", "xgboost", "xgboost_tuned", "mlp", "lstm")
-N_CLASSES = 10
+from raygenre.config import TrainConfig
+from raygenre.errors import ConfigError
+from raygenre.genres import N_CLASSES
+from raygenre.models.optim import make_optimizer, make_scheduler
 
 #: Appendix C of the study: the tuned XGBoost hyper-parameters (scikit-learn names).
 TUNED_XGBOOST_PARAMS: dict[str, Any] = {
@@ -53,7 +54,7 @@ TUNED_XGBOOST_PARAMS: dict[str, Any] = {
     "colsample_bytree": 0.6,
 }
 
-NEURAL_KEYS = ("optimizer", "learning_rate", "weight_decay", "epochs", "batch_size", "dropout")
+TRAIN_KEYS = ("optimizer", "learning_rate", "weight_decay", "schedule", "epochs", "batch_size")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,10 +191,11 @@ class TorchTabularClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, arch: str = "mlp", epochs: int = 100, learning_rate: float = 1e-3,
                  batch_size: int = 32, optimizer: str = "adam", weight_decay: float = 0.0,
-                 dropout: float = 0.3, n_classes: int = N_CLASSES, seed: int = 0, nthread: int = 1,
-                 device: str = "cpu"):
+                 schedule: str = "constant", dropout: float = 0.3, n_classes: int = N_CLASSES, seed: int = 0,
+                 nthread: int = 1, device: str = "cpu"):
         self.arch = arch
         self.epochs = epochs
+        self.schedule = schedule
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -203,16 +205,6 @@ class TorchTabularClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.nthread = nthread
         self.device = device
-
-    def _make_optimizer(self, params) -> torch.optim.Optimizer:
-        kwargs = {"lr": self.learning_rate, "weight_decay": self.weight_decay}
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, **kwargs)
-        if self.optimizer == "adamw":
-            return torch.optim.AdamW(params, **kwargs)
-        if self.optimizer == "sgd":
-            return torch.optim.SGD(params, momentum=0.9, **kwargs)
-        raise ValueError(f"unknown optimizer '{self.optimizer}': choose adam, adamw or sgd.")
 
     def fit(self, X, y) -> TorchTabularClassifier:
         X = check_array(X, dtype=np.float32)
@@ -240,7 +232,8 @@ class TorchTabularClassifier(ClassifierMixin, BaseEstimator):
 
     def _train(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor, device: torch.device) -> nn.Module:
         generator = torch.Generator().manual_seed(self.seed)
-        optimizer = self._make_optimizer(model.parameters())
+        optimizer = make_optimizer(model.parameters(), self.optimizer, self.learning_rate, self.weight_decay)
+        scheduler = make_scheduler(optimizer, self.schedule, self.epochs)
         loss_fn = nn.CrossEntropyLoss()
         X, y = X.to(device), y.to(device)
         n = X.shape[0]
@@ -254,6 +247,7 @@ class TorchTabularClassifier(ClassifierMixin, BaseEstimator):
                 optimizer.zero_grad(set_to_none=True)
                 loss_fn(model(X[idx]), y[idx]).backward()
                 optimizer.step()
+            scheduler.step()
         return model.eval()
 
     def predict_proba(self, X) -> np.ndarray:
@@ -309,29 +303,35 @@ class LabelSafeXGBClassifier(XGBClassifier):
 # The factory
 # --------------------------------------------------------------------------------------------------
 
-def _neural_settings(neural: NeuralConfig | dict | None) -> dict:
-    if neural is None:
-        neural = NeuralConfig()
-    elif isinstance(neural, dict):
-        neural = NeuralConfig.model_validate(neural)
-    return {key: getattr(neural, key) for key in NEURAL_KEYS}
+def _train_settings(train: TrainConfig | dict | None) -> dict:
+    if train is None:
+        train = TrainConfig()
+    elif isinstance(train, dict):
+        train = TrainConfig.model_validate(train)
+    return {key: getattr(train, key) for key in TRAIN_KEYS}
+
+
+def network_param_counts(model) -> tuple[int, int] | None:
+    """Keras-style (total, trainable) counts of a fitted pipeline's network, or None for trees and KNN."""
+    net = getattr(model[-1] if isinstance(model, Pipeline) else model, "model_", None)
+    return keras_style_param_count(net) if isinstance(net, nn.Module) else None
 
 
 def _check_params(name: str, params: dict, allowed: set[str]) -> None:
     unknown = sorted(set(params) - allowed)
     if unknown:
-        raise ValueError(f"model '{name}' has no parameter(s) {', '.join(repr(k) for k in unknown)}; "
+        raise ConfigError(f"model '{name}' has no parameter(s) {', '.join(repr(k) for k in unknown)}; "
                          f"valid parameters are {', '.join(sorted(allowed))}.")
 
 
-def build_classifier(name: str, *, params: dict | None = None, neural: NeuralConfig | dict | None = None,
+def build_classifier(name: str, *, params: dict | None = None, train: TrainConfig | dict | None = None,
                      seed: int = 0, nthread: int = 1, device: str = "cpu") -> Pipeline:
-    """``Pipeline(StandardScaler(), model)`` for one of :data:`FEATURE_MODELS`.
+    """``Pipeline(StandardScaler(), model)`` for one of the registry's tabular models.
 
     ``params`` overrides the model's keyword arguments (scikit-learn / XGBClassifier names, or the
     :class:`TorchTabularClassifier` arguments for ``mlp``/``lstm``) and wins over ``seed``, ``nthread``,
-    ``device`` and ``neural``; an unknown key raises ``ValueError`` naming the model and the key.
-    ``neural`` (a NeuralConfig or a dict of its keys) sets the networks' training; trees and KNN ignore
+    ``device`` and ``train``; an unknown key raises ``ValueError`` naming the model and the key.
+    ``train`` (a TrainConfig or a dict of its keys) sets the networks' training; trees and KNN ignore
     it. ``device`` is used by XGBoost (``"cuda"``) and the networks.
     """
     params = dict(params or {})
@@ -343,11 +343,12 @@ def build_classifier(name: str, *, params: dict | None = None, neural: NeuralCon
         base = dict(TUNED_XGBOOST_PARAMS) if name == "xgboost_tuned" else {}
         model = LabelSafeXGBClassifier(**base, random_state=seed, n_jobs=nthread, device=device)
     elif name in ("mlp", "lstm"):
-        model = TorchTabularClassifier(arch=name, **_neural_settings(neural), seed=seed, nthread=nthread,
+        model = TorchTabularClassifier(arch=name, **_train_settings(train), seed=seed, nthread=nthread,
                                        device=device)
         _check_params(name, params, set(model.get_params(deep=False)) - {"arch"})
     else:
-        raise ValueError(f"unknown feature model '{name}': choose one of {', '.join(FEATURE_MODELS)}.")
+        raise ValueError(f"unknown feature model '{name}': choose knn, random_forest, xgboost, xgboost_tuned, "
+                         f"mlp or lstm.")
     _check_params(name, params, set(model.get_params(deep=False)))
     model.set_params(**params)
     return Pipeline([("scale", StandardScaler()), ("model", model)])

@@ -27,7 +27,7 @@ from raygenre.report.markdown import (
     table,
 )
 from raygenre.report.results import Pair, Result, RunData, by_condition, compare, group
-from raygenre.train.metrics import holm
+from raygenre.stats import holm
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from raygenre.data.gtzan import GENRES
+from raygenre.genres import GENRES
 from raygenre.report.exp4 import SizePoint
 from raygenre.report.paired import PairedFamily
 from raygenre.report.results import Result, RowKey

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from raygenre.report.markdown import DASH, image, pct, pvalue, signed, table
 from raygenre.report.results import N_RESAMPLES, Pair, Result, RunData, compare
-from raygenre.train.metrics import holm
+from raygenre.stats import holm
 
 ALPHA = 0.05
 

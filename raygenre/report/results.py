@@ -13,9 +13,9 @@ from functools import cached_property
 
 import numpy as np
 
-from raygenre.data.gtzan import GENRES
+from raygenre.genres import GENRES
 from raygenre.records import latest_by_trial
-from raygenre.train.metrics import (
+from raygenre.stats import (
     discordant_counts,
     mcnemar_exact,
     paired_bootstrap_diff,

@@ -6,7 +6,7 @@ a glance what is missing; results that match no study row are listed under "All 
 
 from __future__ import annotations
 
-from raygenre.data.gtzan import GENRES
+from raygenre.genres import GENRES
 from raygenre.report.markdown import (
     DASH,
     NOT_RUN,
@@ -20,7 +20,7 @@ from raygenre.report.markdown import (
     table,
 )
 from raygenre.report.results import Result, RowKey, RunData, counts
-from raygenre.train.metrics import chance_range, wilson_interval
+from raygenre.stats import chance_range, wilson_interval
 
 MARKS = "¹²³⁴⁵⁶⁷⁸⁹"
 

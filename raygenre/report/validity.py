@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from raygenre.report.markdown import DASH, acc_cell, ci_cell, pvalue, signed, table
 from raygenre.report.results import Result, RowKey, RunData, compare
-from raygenre.train.metrics import newcombe_diff_interval
+from raygenre.stats import newcombe_diff_interval
 
 LEAKY, CLEAN = "kaggle58", "content57"
 RANDOM_SPLIT, FILTERED_SPLIT = "paper", "fault_filtered"

@@ -1,23 +1,38 @@
 """Planning: an experiment config becomes a list of trial specs, one per Tune trial.
 
-A trial spec is a small JSON-able dict; its ``trial_key`` is the stable name used to
-resume a run and to check, before reporting success, that every planned trial has a record.
+A trial spec is a small JSON-able dict that says everything a runner needs: the registered model
+(its family and representation come from the registry), variant, params, training and weights
+settings, split and seed, training fraction or bootstrap index, and whether augmented rows train.
+Its ``trial_key`` is the stable name used to resume a run and to check, before reporting success,
+that every planned trial has a record.
 """
 
 from __future__ import annotations
 
-from raygenre.config import ExperimentConfig
+from collections.abc import Callable
 
-FEATURE_STUDY = "exp3-features"
+from raygenre.config import ExperimentConfig, ModelSpec
+from raygenre.errors import ConfigError
+from raygenre.models.registry import get_model
+
 BOOTSTRAP_STUDY = "exp4-bootstrap"
 SIZE_STUDY = "exp4-size"
 SELECT_STUDY = "exp4-select"
 
 
-def _spec(cfg: ExperimentConfig, study: str, model: str, seed: int, *, params: dict | None = None,
-          train_fraction: float = 1.0, bootstrap_index: int | None = None,
-          evaluate_on: str = "test") -> dict:
-    key_parts = [cfg.experiment, study, model, cfg.features.set, f"{cfg.split.name}-{seed}"]
+def study_name(experiment: str, representation: str) -> str:
+    """``exp3-features``, ``exp3-waveform``, ``exp1-mel``: one records file per experiment and input."""
+    return f"{experiment}-{representation}"
+
+
+def trial_spec(cfg: ExperimentConfig, study: str, model: ModelSpec, seed: int, *, train_fraction: float = 1.0,
+               bootstrap_index: int | None = None, evaluate_on: str = "test") -> dict:
+    entry = get_model(model.name)
+    representation = entry.representation
+    augmented = bool(cfg.prepare.augment.enabled) and representation != "features"
+    inputs = f"features-{cfg.features.set}" if representation == "features" else representation
+    key_parts = [cfg.experiment, study, model.name, model.variant, inputs, "augmented" if augmented else "original",
+                 f"{cfg.split.name}-{seed}"]
     if bootstrap_index is not None:
         key_parts.append(f"boot{bootstrap_index:03d}")
     if study == SIZE_STUDY:
@@ -26,58 +41,87 @@ def _spec(cfg: ExperimentConfig, study: str, model: str, seed: int, *, params: d
         "trial_key": "/".join(key_parts),
         "experiment": cfg.experiment,
         "study": study,
-        "model": model,
-        "variant": "default",
-        "representation": "features",
-        "feature_set": cfg.features.set,
-        "params": dict(params or {}),
+        "model": model.name,
+        "family": entry.family,
+        "variant": model.variant,
+        "representation": representation,
+        "feature_set": cfg.features.set if representation == "features" else None,
+        "augmented": augmented,
+        "params": dict(model.params),
+        "train": model.train_config(cfg.train).model_dump(mode="json") if entry.neural else None,
+        "weights": model.weights_config(cfg.weights).model_dump(mode="json") if entry.pretrained else None,
         "split": {"name": cfg.split.name, "seed": seed, "test_fraction": cfg.split.test_fraction},
         "train_fraction": float(train_fraction),
         "bootstrap_index": bootstrap_index,
         "evaluate_on": evaluate_on,
+        "validation_fraction": cfg.exp4.validation_fraction if cfg.exp4 else cfg.train.validation_fraction,
         "fractions": list(cfg.exp4.fractions) if cfg.exp4 else [],
     }
 
 
-def plan_exp3(cfg: ExperimentConfig) -> list[dict]:
-    """Every feature model on every split seed."""
+def plan_models(cfg: ExperimentConfig) -> list[dict]:
+    """Every ``models`` entry on every split seed (exp1, exp2, exp3)."""
     if not cfg.models:
-        raise ValueError("exp3 needs at least one entry under 'models'.")
-    return [_spec(cfg, FEATURE_STUDY, m.name, seed, params=m.params)
+        raise ConfigError(f"{cfg.experiment} needs at least one entry under 'models'.")
+    return [trial_spec(cfg, study_name(cfg.experiment, get_model(m.name).representation), m, seed)
             for seed in cfg.split.seeds for m in cfg.models]
 
 
-def params_for(cfg: ExperimentConfig, model: str) -> dict:
-    """Parameters a model gets in exp4: those given for it under ``models``, if any."""
+def model_spec_for(cfg: ExperimentConfig, model: str) -> ModelSpec:
+    """exp4's model as listed under ``models`` (its params and overrides), or plain."""
     for spec in cfg.models:
         if spec.name == model:
-            return dict(spec.params)
-    return {}
+            return spec
+    return ModelSpec(name=model)
 
 
 def plan_selection(cfg: ExperimentConfig, candidates: list[str]) -> list[dict]:
-    """exp4's optional model choice: each candidate scored on a validation split of the training set."""
-    return [_spec(cfg, SELECT_STUDY, m, seed, params=params_for(cfg, m), evaluate_on="valid")
+    """exp4's optional model choice: each candidate scored on validation clips of the training set."""
+    return [trial_spec(cfg, SELECT_STUDY, model_spec_for(cfg, m), seed, evaluate_on="valid")
             for seed in cfg.split.seeds for m in candidates]
 
 
 def plan_exp4(cfg: ExperimentConfig, model: str | None = None) -> list[dict]:
     """``bootstraps`` resamples plus one trial per training fraction, for every split seed."""
     if cfg.exp4 is None:
-        raise ValueError("exp4 needs an 'exp4' section.")
-    model = model or cfg.exp4.model
-    params = params_for(cfg, model)
+        raise ConfigError("exp4 needs an 'exp4' section.")
+    spec = model_spec_for(cfg, model or cfg.exp4.model)
     trials = []
     for seed in cfg.split.seeds:
-        trials += [_spec(cfg, BOOTSTRAP_STUDY, model, seed, params=params, bootstrap_index=b)
-                   for b in range(cfg.exp4.bootstraps)]
-        trials += [_spec(cfg, SIZE_STUDY, model, seed, params=params, train_fraction=f)
-                   for f in cfg.exp4.fractions]
+        trials += [trial_spec(cfg, BOOTSTRAP_STUDY, spec, seed, bootstrap_index=b) for b in range(cfg.exp4.bootstraps)]
+        trials += [trial_spec(cfg, SIZE_STUDY, spec, seed, train_fraction=f) for f in cfg.exp4.fractions]
     return trials
+
+
+#: experiment name -> its plan function (exp4's may be given the model chosen on validation clips).
+PLANNERS: dict[str, Callable[..., list[dict]]] = {
+    "exp1": plan_models,
+    "exp2": plan_models,
+    "exp3": plan_models,
+    "exp4": plan_exp4,
+}
+
+
+def plan_experiment(cfg: ExperimentConfig, **kwargs) -> list[dict]:
+    """The experiment's trials, checked for unique keys."""
+    return check_unique(PLANNERS[cfg.experiment](cfg, **kwargs))
+
+
+def by_study(trials: list[dict]) -> dict[str, list[dict]]:
+    """Trials grouped by study, in plan order (each study is one Tune run and one records file)."""
+    out: dict[str, list[dict]] = {}
+    for t in trials:
+        out.setdefault(t["study"], []).append(t)
+    return out
+
+
+def representations_of(trials: list[dict]) -> list[str]:
+    return list(dict.fromkeys(t["representation"] for t in trials))
 
 
 def check_unique(trials: list[dict]) -> list[dict]:
     keys = [t["trial_key"] for t in trials]
     if len(keys) != len(set(keys)):
-        raise ValueError("two planned trials share a trial key; check the split seeds and models.")
+        dup = sorted({k for k in keys if keys.count(k) > 1})[0]
+        raise ConfigError(f"two planned trials share the key {dup}: list each model and variant once.")
     return trials

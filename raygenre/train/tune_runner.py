@@ -1,8 +1,14 @@
-"""Ray Tune wiring for feature-model trials: resources, retries, and the record-writing callback."""
+"""Ray Tune wiring for every family: one Tune run per study, resources from the registry, retries, records.
+
+A Tune function trial runs :func:`raygenre.train.trial.run_trial`; its record reaches the driver as
+the trial's final result and :class:`RecordWriter` appends it there, once, as the trial finishes.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -10,10 +16,11 @@ import ray
 from ray import tune
 
 from raygenre.config import ExperimentConfig
+from raygenre.models.registry import get_model
 from raygenre.records import append_record, latest_by_trial, read_records, records_dir
-from raygenre.train.feature_trial import XGBOOST_MODELS, failed_record, feature_trial
+from raygenre.train.trial import failed_record, run_trial
 
-NEURAL_MODELS = ("mlp", "lstm")
+DISTRIBUTED_TRIAL_CPU = 0.01  # the trial only waits on its trainer; Tune refuses 0 CPUs
 
 
 class RecordWriter(tune.Callback):
@@ -23,7 +30,6 @@ class RecordWriter(tune.Callback):
         self.path = path
         self.total = total
         self.label = label
-        self.written = set(latest_by_trial(read_records(path.parent.parent, require=False)))
         self.count = 0
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -35,41 +41,61 @@ class RecordWriter(tune.Callback):
         self.count += 1
         extra = (f" boot{record['bootstrap_index']}" if record["bootstrap_index"] is not None
                  else f" frac {record['train_fraction']:.2f}" if record["study"] == "exp4-size" else "")
-        print(f"[{self.label}] {self.count}/{self.total} {record['model']}{extra} "
+        variant = "" if record["variant"] == "default" else f" {record['variant']}"
+        print(f"[{self.label}] {self.count}/{self.total} {record['model']}{variant}{extra} "
               f"seed {record['split']['seed']}: accuracy {record['metrics']['accuracy']:.3f}", flush=True)
 
 
-def gpus_for_neural(cfg: ExperimentConfig) -> float:
-    setting = cfg.resources.gpus_per_neural_trial
+def tune_trial(config: dict, inputs: dict, settings: dict) -> None:
+    """Ray Tune function trial: run one spec and report its record as the trial's final result."""
+    spec = config["trial"]
+    gpu_ids = ray.get_gpu_ids()
+    device = "cpu"
+    if gpu_ids:  # a node can advertise a logical GPU it does not have
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resources = {"cpu": settings.get("cpus_per_trial", 1), "gpu": len(gpu_ids),
+                 "platform": platform.platform(), "pid": os.getpid(),
+                 "node": ray.get_runtime_context().get_node_id()[:12]}
+    record = run_trial(spec, inputs, settings, device=device, resources=resources)
+    tune.report({"accuracy": record["metrics"]["accuracy"], "macro_f1": record["metrics"]["macro_f1"],
+                 "record_json": json.dumps(record, default=str)})
+
+
+def gpus_for(cfg: ExperimentConfig, spec: dict) -> float:
+    """GPUs per trial: the registry's default, ``train.gpus_per_worker`` for neural models."""
+    entry = get_model(spec["model"])
+    setting = (spec.get("train") or {}).get("gpus_per_worker", entry.gpus) if entry.neural else entry.gpus
     if setting == "auto":
         return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     return float(setting)
 
 
-DISTRIBUTED_TRIAL_CPU = 0.01  # the trial only waits on its trainer; Tune refuses 0 CPUs
-
-
 def uses_distributed_xgboost(cfg: ExperimentConfig, trials: list[dict]) -> bool:
+    from raygenre.train.tabular_runner import XGBOOST_MODELS
+
     return cfg.xgboost.backend == "distributed" and any(t["model"] in XGBOOST_MODELS for t in trials)
 
 
-def resources_for(cfg: ExperimentConfig):
-    """Per-trial resources: CPUs for every trial, a GPU for MLP/LSTM where the cluster has one.
+def resources_for(cfg: ExperimentConfig, trials: list[dict]):
+    """Per-trial resources: the registry's CPUs (or ``resources.cpus_per_trial``) and GPUs.
 
     A distributed-XGBoost trial reserves almost nothing: its ``XGBoostTrainer`` places its workers
     in a placement group of its own (see ``raygenre.train.xgb``), capped by :func:`max_concurrent`.
     """
+    from raygenre.train.tabular_runner import XGBOOST_MODELS
+
     cpus = cfg.resources.cpus_per_trial
-    neural_gpus = gpus_for_neural(cfg)
     distributed = cfg.xgboost.backend == "distributed"
+    gpus = {t["trial_key"]: gpus_for(cfg, t) for t in trials}
 
     def request(config: dict):
-        model = config["trial"]["model"]
-        if model in NEURAL_MODELS and neural_gpus:
-            return {"cpu": cpus, "gpu": neural_gpus}
-        if model in XGBOOST_MODELS and distributed:
+        spec = config["trial"]
+        if spec["model"] in XGBOOST_MODELS and distributed:
             return {"cpu": DISTRIBUTED_TRIAL_CPU}
-        return {"cpu": cpus}
+        gpu = gpus.get(spec["trial_key"], 0.0)
+        return {"cpu": cpus, "gpu": gpu} if gpu else {"cpu": cpus}
 
     return request
 
@@ -84,14 +110,15 @@ def max_concurrent(cfg: ExperimentConfig, trials: list[dict]) -> int | None:
     return min(room, configured) if configured else room
 
 
-def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], table, settings: dict,
+def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dict, settings: dict,
                run_dir: Path) -> None:
     """One Tune experiment over ``trials``; ok records are appended by the callback as trials
     finish, and trials that still fail after ``max_failures`` retries get a failed record."""
     out = records_dir(run_dir) / f"{study}.jsonl"
     writer = RecordWriter(out, len(trials), study)
-    trainable = tune.with_resources(tune.with_parameters(feature_trial, table=table, settings=settings),
-                                    resources_for(cfg))
+    # with_parameters puts the inputs in the object store once; every trial gets the same copy.
+    trainable = tune.with_resources(tune.with_parameters(tune_trial, inputs=inputs, settings=settings),
+                                    resources_for(cfg, trials))
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(trials)},

@@ -1,12 +1,11 @@
-"""XGBoost backends for the feature models: in-process inside a Tune trial, or distributed on Ray Train.
+"""The distributed XGBoost backend: Ray Train's ``XGBoostTrainer`` for the feature models.
 
-Both take the study's scikit-learn style parameters (``TUNED_XGBOOST_PARAMS`` and friends), translate
-them once with :func:`to_native_params` and train with ``xgboost.train``; both return int labels.
-Trees need no feature scaling, so neither scales.
-
-``fit_predict_in_trial``
-    Plain ``xgboost.train`` in the calling process with ``nthread`` threads: the right choice for
-    GTZAN's 1000-row table (start-up free; a Tune function trial reserving ``nthread`` CPUs).
+The default backend (``xgboost.backend: in_trial``) needs nothing from this module: the trial fits
+``raygenre.models.tabular``'s ``XGBClassifier`` pipeline in its own process, the right choice for
+GTZAN's 1000-row table. This backend takes the same scikit-learn style parameters
+(``TUNED_XGBOOST_PARAMS`` and friends), translates them once with :func:`to_native_params` and
+trains with ``xgboost.train`` on several workers; it returns int labels. Trees need no feature
+scaling, so it does not scale.
 
 ``fit_predict_distributed``
     Ray Train's ``XGBoostTrainer`` (Ray 2.60, Train V2): ``num_workers`` actors of one CPU each. In
@@ -125,23 +124,6 @@ def _check_labels(y: np.ndarray, num_class: int) -> np.ndarray:
 def _labels_from(booster: xgboost.Booster, X_test: np.ndarray, nthread: int) -> np.ndarray:
     scores = booster.predict(xgboost.DMatrix(np.asarray(X_test, dtype=np.float32), nthread=nthread))
     return (scores if scores.ndim == 1 else np.argmax(scores, axis=1)).astype(np.int64)
-
-
-def train_in_trial(X_train, y_train, params: dict | None, *, seed: int, nthread: int,
-                   num_class: int = N_CLASSES) -> xgboost.Booster:
-    """The booster ``fit_predict_in_trial`` predicts with."""
-    native, rounds = to_native_params(params, num_class=num_class)
-    native.update(seed=seed, nthread=nthread)
-    dtrain = xgboost.DMatrix(np.asarray(X_train, dtype=np.float32), label=_check_labels(y_train, num_class),
-                             nthread=nthread)
-    return xgboost.train(native, dtrain, num_boost_round=rounds)
-
-
-def fit_predict_in_trial(X_train, y_train, X_test, params: dict | None, *, seed: int,
-                         nthread: int) -> np.ndarray:
-    """Train in this process (``nthread`` threads) and return the predicted labels of ``X_test``."""
-    booster = train_in_trial(X_train, y_train, params, seed=seed, nthread=nthread)
-    return _labels_from(booster, X_test, nthread)
 
 
 def _worker_loop(config: dict) -> None:

@@ -1,4 +1,7 @@
-"""Per-trial classification metrics, as stored in a record, and the statistics the report draws from them."""
+"""Per-trial classification metrics (stored in a record) and the statistics the report draws from them.
+
+Shared by the trial runners and the reporter; imports only numpy, scipy, scikit-learn and the genre names.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import numpy as np
 from scipy.stats import binom, binomtest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
-from raygenre.data.gtzan import GENRES
+from raygenre.genres import GENRES
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str],

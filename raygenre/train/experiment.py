@@ -1,0 +1,160 @@
+"""One experiment on Ray: load its inputs once, plan, run each study as a Tune run, check the records.
+
+The sweep CLI hands validated configs here; everything below talks to the rest of raygenre only
+through the run directory (shards, records, Tune storage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raygenre.config import ExperimentConfig, prepare_spec_of
+from raygenre.data.gtzan import Discovery
+from raygenre.errors import ConfigError, RecordsError
+from raygenre.records import check_complete, latest_by_trial, read_records
+from raygenre.train.plan import by_study, plan_experiment, plan_selection, representations_of
+
+
+class SweepFailed(RuntimeError):
+    """Trials failed after their retries; the message names them."""
+
+
+@dataclass
+class SourceData:
+    """The run's data, read once before Ray starts: scanned audio clips and/or the Kaggle CSV table."""
+    found: Discovery | None = None
+    csv_table: Any = None
+    csv_hash: str | None = None
+
+
+def audio_representations(cfg: ExperimentConfig) -> list[str]:
+    """The representations this experiment reads from audio (features come from the CSV when given)."""
+    return [r for r in representations_of(plan_experiment(cfg)) if r != "features" or not cfg.data.features_csv]
+
+
+def scan_sources(configs: list[ExperimentConfig], run_dir: Path) -> SourceData:
+    """Read the CSV (validating it) and scan the audio folder, each at most once, before any Ray work."""
+    from raygenre.data.kaggle_csv import read_features_csv
+    from raygenre.data.source import find_clips
+
+    data = SourceData()
+    csvs = {c.data.features_csv for c in configs if c.data.features_csv}
+    if len(csvs) > 1:
+        raise ConfigError("the experiments of one sweep must read the same features CSV.")
+    if csvs:
+        csv = Path(csvs.pop())
+        data.csv_table = read_features_csv(csv)
+        data.csv_hash = hashlib.sha256(csv.read_bytes()).hexdigest()[:12]
+    audio = [c for c in configs if audio_representations(c)]
+    if audio:
+        data.found = find_clips(audio[0].data, run_dir)
+    return data
+
+
+def load_inputs(cfg: ExperimentConfig, representations: list[str], run_dir: Path,
+                data: SourceData) -> tuple[dict, dict, list[str]]:
+    """Each representation's trial input, a description of the data, and the usable clip ids.
+
+    Features are the CSV's table when one is configured, else read from prepared shards; mel and
+    waveform trials get the shard folder and read their rows themselves.
+    """
+    from raygenre.data.pipeline import ensure_shards
+    from raygenre.data.shards import load_features, usable_clip_ids
+
+    inputs: dict = {}
+    audio = [r for r in representations if r != "features" or not cfg.data.features_csv]
+    source: dict = {"source": cfg.data.source}
+    ids: list[str] = []
+    if audio:
+        spec = prepare_spec_of(cfg)
+        shard_dir = ensure_shards(spec, run_dir, audio, augmented=cfg.prepare.augment.enabled, found=data.found)
+        ids = usable_clip_ids(shard_dir)
+        source.update(data_hash=spec.hash(), shards=str(shard_dir))
+        for rep in audio:
+            inputs[rep] = load_features(shard_dir) if rep == "features" else {"shard_dir": str(shard_dir), "ids": ids}
+    if "features" in representations and cfg.data.features_csv:
+        inputs["features"] = data.csv_table
+        ids = sorted(data.csv_table.index)
+        source.update(source=f"csv:{cfg.data.features_csv}", data_hash=data.csv_hash)
+    return inputs, source, ids
+
+
+def run_study(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dict, settings: dict,
+              run_dir: Path, *, resume: bool) -> None:
+    """Run the trials of one study that have no ok record yet."""
+    from raygenre.train.tune_runner import run_trials
+
+    done = {k for k, r in latest_by_trial(read_records(run_dir, require=False)).items() if r["status"] == "ok"}
+    planned = {t["trial_key"] for t in trials}
+    already = planned & done
+    if already and not resume:
+        raise ConfigError(f"{run_dir} already holds records for {len(already)} of the {len(planned)} "
+                          f"planned {study} trials; pass --resume to finish that run or --name for a new one.")
+    todo = [t for t in trials if t["trial_key"] not in done]
+    print(f"[{study}] {len(trials)} planned, {len(already)} already recorded, {len(todo)} to run", flush=True)
+    if todo:
+        run_trials(cfg, study, todo, inputs, settings, run_dir)
+
+
+def require_success(run_dir: Path, planned: list[dict]) -> None:
+    """Every planned trial has an ok record, or SweepFailed names what is missing or failed."""
+    try:
+        failed = check_complete(run_dir, planned)
+    except RecordsError as exc:
+        raise SweepFailed(str(exc)) from None
+    if failed:
+        raise SweepFailed(f"{len(failed)} of {len(planned)} trials failed after retries: " + "; ".join(failed[:5]))
+
+
+def choose_exp4_model(cfg: ExperimentConfig, inputs: dict, settings: dict, run_dir: Path) -> str | None:
+    """exp4's model: None (the configured one), or the best on validation clips when asked to choose."""
+    from raygenre.models.registry import get_model, model_names
+
+    if not cfg.exp4 or not cfg.exp4.select_by_validation:
+        return None
+    candidates = [m.name for m in cfg.models] or [n for n in model_names("tabular") if not get_model(n).neural]
+    trials = plan_selection(cfg, candidates)
+    run_study(cfg, "exp4-select", trials, inputs, settings, run_dir, resume=True)
+    require_success(run_dir, trials)
+    latest = latest_by_trial(read_records(run_dir))
+    scores: dict[str, list[float]] = {}
+    for t in trials:
+        scores.setdefault(t["model"], []).append(latest[t["trial_key"]]["metrics"]["accuracy"])
+    best = max(scores, key=lambda m: sum(scores[m]) / len(scores[m]))
+    print("[exp4-select] validation accuracy: " +
+          ", ".join(f"{m} {sum(v) / len(v):.3f}" for m, v in scores.items()) + f" -> {best}", flush=True)
+    return best
+
+
+def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, data: SourceData,
+                   hardware: dict) -> list[dict]:
+    """Load the inputs once, plan, run every study, check the records; returns the planned trials."""
+    from raygenre.data.splits import check_splits
+
+    started = time.perf_counter()
+    # 1. Plan first: the representations it needs decide which inputs load.
+    trials = plan_experiment(cfg)
+    inputs, source, ids = load_inputs(cfg, representations_of(trials), run_dir, data)
+    # 2. The split must be drawable over the usable clips for every seed, before any trial starts.
+    check_splits(ids, cfg.split.name, cfg.split.seeds, cfg.split.test_fraction)
+    run_info = {**source, "profile": cfg.profile, "run_dir": str(run_dir), "hardware": hardware,
+                "experiment_config_hash": cfg.hash(), "clips": len(ids)}
+    settings = {"xgboost": cfg.xgboost.model_dump(mode="json"), "cpus_per_trial": cfg.resources.cpus_per_trial,
+                "run": run_info, "train_storage": str(run_dir / "train")}
+    (run_dir / "config").mkdir(parents=True, exist_ok=True)
+    (run_dir / "config" / f"{cfg.experiment}.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    # 3. exp4 may first choose its model on validation clips.
+    chosen = choose_exp4_model(cfg, inputs, settings, run_dir)
+    if chosen:
+        trials = plan_experiment(cfg, model=chosen)
+    # 4. Each study is one Tune run; records are appended as trials finish.
+    for study, study_trials in by_study(trials).items():
+        run_study(cfg, study, study_trials, inputs, settings, run_dir, resume=resume)
+    require_success(run_dir, trials)
+    print(f"[{cfg.experiment}] {len(trials)} trials recorded in {time.perf_counter() - started:.1f} s", flush=True)
+    return trials

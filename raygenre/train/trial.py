@@ -1,0 +1,65 @@
+"""One trial, whatever the model family: choose its rows, hand it to the family's runner, build the record.
+
+``run_trial`` is a plain function (tests call it without Ray); the Tune wiring in
+``raygenre.train.tune_runner`` wraps it. A family runner takes the spec, the inputs of its
+representation and the run-wide settings, and returns a result dict (predictions on the evaluation
+clips, training-row count, timings and, for networks, parameter counts and per-epoch history); the
+record is built here, the same way for every family.
+"""
+
+from __future__ import annotations
+
+import time
+
+from raygenre.data.splits import bootstrap_sample, make_split, nested_fractions, paper_split
+from raygenre.errors import SplitError
+from raygenre.models.registry import resolve_builder
+from raygenre.records import build_record
+
+#: family -> its runner ``(spec, inputs, settings, rows, device) -> result``; imported on first use.
+RUNNERS: dict[str, str] = {
+    "tabular": "raygenre.train.tabular_runner:run_tabular",
+}
+
+
+def select_rows(spec: dict, ids: list[str]) -> tuple[list[str], list[str]]:
+    """(training ids, evaluation ids) for a trial, drawn from the usable clip ids; bootstrap ids may repeat.
+
+    The split is drawn here, from the spec's split name and seed, so one shard set serves every
+    split and seed. ``evaluate_on: valid`` scores on validation clips (fault_filtered's list, or a
+    stratified carve of the paper split's training clips) and never on the test clips.
+    """
+    split_cfg = spec["split"]
+    split = make_split(ids, split_cfg["name"], split_cfg["seed"], split_cfg["test_fraction"])
+    train, evaluate = split.train, split.test
+    if spec.get("evaluate_on") == "valid":
+        if split.valid:
+            evaluate = split.valid
+        else:
+            inner = paper_split(train, split_cfg["seed"], spec.get("validation_fraction", 0.2))
+            train, evaluate = inner.train, inner.test
+    if not train or not evaluate:
+        raise SplitError(f"split {split_cfg['name']} leaves no training or evaluation clips for this data.")
+    if spec.get("bootstrap_index") is not None:
+        train = bootstrap_sample(train, spec["bootstrap_index"], split_cfg["seed"])
+    elif spec.get("train_fraction", 1.0) < 1.0:
+        train = nested_fractions(train, spec["fractions"], split_cfg["seed"])[spec["train_fraction"]]
+    return train, evaluate
+
+
+def run_trial(spec: dict, inputs: dict, settings: dict, *, device: str = "cpu",
+              resources: dict | None = None) -> dict:
+    """The whole trial as numbered steps; returns its ok record (raises if the model fails)."""
+    started = time.perf_counter()
+    # 1. The family's runner, imported only now (a tabular trial never imports torchvision).
+    runner = resolve_builder(RUNNERS[spec["family"]])
+    # 2. The runner picks rows with ``select_rows``, trains, predicts and scores.
+    result = runner(spec, inputs[spec["representation"]], settings, device=device)
+    result.setdefault("timings", {})["total_s"] = round(time.perf_counter() - started, 4)
+    # 3. One record builder for every family.
+    return build_record(spec, settings, result=result, resources={**(resources or {}), "device": device})
+
+
+def failed_record(spec: dict, settings: dict, error: str) -> dict:
+    """The record of a trial that kept failing: no metrics, the error text."""
+    return build_record(spec, settings, status="failed", error=error)
