@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raygenre.data.gtzan import GENRES
-from raygenre.records import RECORD_KEYS, RecordsError, append_record
+from raygenre.genres import GENRES
+from raygenre.records import RecordsError, append_record, build_record
 from raygenre.reference import load_study
 from raygenre.report import build_report, write_report
 from raygenre.report.__main__ import main
-from raygenre.train.metrics import classification_metrics
+from raygenre.stats import classification_metrics
 
 ALL_IDS = [f"{g}.{i:05d}" for g in GENRES for i in range(100)]
 FEATURE_MODELS = {"knn": 0.62, "random_forest": 0.74, "xgboost": 0.77, "xgboost_tuned": 0.79, "mlp": 0.73,
@@ -37,36 +37,35 @@ def predictions(ids: list[str], accuracy: float, rng: np.random.Generator) -> tu
     return y_true, y_pred
 
 
+FAMILY = {"features": "tabular", "mel": "spectrogram", "waveform": "waveform"}
+
+
 def make_record(model: str, accuracy: float = 0.7, *, study: str = "exp3-features", representation: str = "features",
                 variant: str = "default", feature_set: str | None = "kaggle58", augmented: bool = False,
                 split: str = "paper", seed: int = 0, train_fraction: float = 1.0, bootstrap_index: int | None = None,
                 status: str = "ok", rng_seed: int = 0, y_pred: list[str] | None = None,
-                ids: list[str] | None = None) -> dict:
-    """A record as the sweep writes it, with random predictions at about ``accuracy``."""
+                ids: list[str] | None = None, evaluated_on: str = "test") -> dict:
+    """A record made by the sweep's own builder, with random predictions at about ``accuracy``."""
     rng = np.random.default_rng(rng_seed)
     ids = ids or test_ids(split, seed)
     y_true, pred = predictions(ids, accuracy, rng)
     pred = y_pred or pred
     key = f"{study}/{model}/{variant}/{feature_set}/{split}-{seed}/f{train_fraction}/b{bootstrap_index}/a{augmented}"
-    ok = status == "ok"
-    rec = {
-        "record_version": 1, "trial_key": key, "experiment": study.split("-")[0], "study": study,
-        "model": model, "variant": variant, "representation": representation,
-        "feature_set": feature_set if representation == "features" else None, "augmented": augmented,
-        "split": {"name": split, "seed": seed}, "train_fraction": train_fraction,
-        "bootstrap_index": bootstrap_index, "status": status,
-        "error": None if ok else "Traceback (most recent call last):\nRuntimeError: worker died (OOM)",
-        "metrics": classification_metrics(y_true, pred) if ok else None,
-        "test": {"ids": ids, "y_true": y_true, "y_pred": pred} if ok else None,
-        "n_train": int(800 * train_fraction), "timings": {"fit_s": 1.0, "predict_s": 0.1, "total_s": 1.1},
-        "resources": {"cpu": 1.0, "gpu": 0.0, "node": "10.0.0.1"}, "config": {"model": model},
-        "config_hash": "abc123", "run": {"source": "synthetic", "profile": "quick", "data_hash": "d4t4",
-                                         "hardware": "2 CPU"},
-        "versions": {"python": "3.12.0", "ray": "2.60.0", "xgboost": "3.2.0"},
-        "finished_at": f"2025-01-01T00:{rng_seed % 60:02d}:00Z",
-    }
-    assert set(rec) == set(RECORD_KEYS)
-    return rec
+    spec = {"trial_key": key, "experiment": study.split("-")[0], "study": study, "model": model,
+            "family": FAMILY[representation], "variant": variant, "representation": representation,
+            "feature_set": feature_set if representation == "features" else None, "augmented": augmented,
+            "split": {"name": split, "seed": seed, "test_fraction": 0.2}, "train_fraction": train_fraction,
+            "bootstrap_index": bootstrap_index, "evaluate_on": evaluated_on, "params": {}}
+    settings = {"run": {"source": "synthetic", "profile": "quick", "data_hash": "d4t4", "hardware": "2 CPU"}}
+    if status != "ok":
+        return build_record(spec, settings, status=status,
+                            error="Traceback (most recent call last):\nRuntimeError: worker died (OOM)")
+    result = {"metrics": classification_metrics(y_true, pred),
+              "test": {"ids": ids, "y_true": y_true, "y_pred": pred, "set": evaluated_on},
+              "n_train": int(800 * train_fraction), "timings": {"fit_predict_s": 1.0, "total_s": 1.1}}
+    record = build_record(spec, settings, result=result, resources={"cpu": 1.0, "gpu": 0.0, "node": "10.0.0.1"})
+    record["finished_at"] = f"2025-01-01T00:{rng_seed % 60:02d}:00Z"  # fixed: reports are compared byte for byte
+    return record
 
 
 def write(run_dir: Path, records: list[dict]) -> None:
@@ -241,8 +240,7 @@ def test_only_failed_trials_still_report(tmp_path):
 
 
 def test_validation_selection_trials_are_not_model_rows(tmp_path):
-    sel = make_record("random_forest", 0.9, study="exp4-select", rng_seed=4)
-    sel["test"]["set"] = "valid"
+    sel = make_record("random_forest", 0.9, study="exp4-select", rng_seed=4, evaluated_on="valid")
     write(tmp_path, [sel, make_record("knn", 0.6)])
     text = write_report(tmp_path, tmp_path / "out").read_text()
     table3 = text.split("## Table 3")[1].split("\n## ")[0]

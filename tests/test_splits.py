@@ -7,11 +7,13 @@ import pytest
 from raygenre.data.gtzan import GENRES, DatasetError, genre_of
 from raygenre.data.splits import (
     bootstrap_sample,
+    check_splits,
     fault_filtered_lists,
     make_split,
     nested_fractions,
     parse_seeds,
 )
+from raygenre.errors import SplitError
 
 ALL_IDS = [f"{g}.{i:05d}" for g in GENRES for i in range(100)]
 
@@ -77,5 +79,18 @@ def test_parse_seeds_and_errors():
     assert parse_seeds("3,1,1") == [1, 3]
     with pytest.raises(DatasetError):
         parse_seeds("4-0")
-    with pytest.raises(DatasetError, match="unknown split"):
+    with pytest.raises(SplitError, match="unknown split"):
         make_split(ALL_IDS, "random")
+
+
+def test_splits_that_cannot_be_drawn_are_one_sentence():
+    one_jazz = [i for i in ALL_IDS if not i.startswith("jazz.")] + ["jazz.00007"]
+    with pytest.raises(SplitError, match="genre 'jazz' has only 1 usable clip"):
+        check_splits(one_jazz, "paper", [0, 1])
+    few = [f"{g}.{i:05d}" for g in ("rock", "jazz", "pop") for i in range(2)]
+    with pytest.raises(SplitError, match="fewer than the 3 genres"):
+        make_split(few, "paper", 0, 0.2)
+    not_listed = [f"{g}.{i:05d}" for g in ("rock", "jazz") for i in range(5000, 5010)]
+    with pytest.raises(SplitError, match="holds 0 of the fault_filtered split's 443 training clips"):
+        check_splits(not_listed, "fault_filtered", [0])
+    assert check_splits(ALL_IDS, "paper", [0, 1, 2]) == {"train": 800, "valid": 0, "test": 200}

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from raygenre.train.metrics import (
+from raygenre.stats import (
     chance_range,
     classification_metrics,
     discordant_counts,

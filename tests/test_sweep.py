@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from raygenre.config import load_experiment
+from raygenre.config import load_experiment, parse_overrides
 from raygenre.records import latest_by_trial, read_records
-from raygenre.sweep import main, parse_overrides
-from raygenre.train.feature_trial import run_feature_trial, select_rows
-from raygenre.train.plan import plan_exp3, plan_exp4
+from raygenre.sweep import main
+from raygenre.train.plan import plan_exp4, plan_experiment
+from raygenre.train.trial import run_trial, select_rows
 
 sys.path.insert(0, str(Path(__file__).parent))
 from feature_tables import make_feature_table, make_features_csv  # noqa: E402
@@ -24,9 +24,8 @@ SMALL_EXP4 = ["--set", "exp4.bootstraps=3", "--set", "exp4.fractions=[0.5,1.0]"]
 
 
 def _settings():
-    cfg = load_experiment("exp3", "quick", {"neural": {"epochs": 3}})
-    return {"neural": cfg.neural.model_dump(mode="json"), "xgboost": cfg.xgboost.model_dump(mode="json"),
-            "cpus_per_trial": 1, "run": {"source": "test"}}
+    cfg = load_experiment("exp3", "quick")
+    return {"xgboost": cfg.xgboost.model_dump(mode="json"), "cpus_per_trial": 1, "run": {"source": "test"}}
 
 
 def test_exp4_plans_109_trials_and_exp3_six_per_seed():
@@ -34,8 +33,13 @@ def test_exp4_plans_109_trials_and_exp3_six_per_seed():
     assert len(exp4) == 109
     assert sum(t["study"] == "exp4-bootstrap" for t in exp4) == 100
     assert sorted(t["train_fraction"] for t in exp4 if t["study"] == "exp4-size")[0] == 0.2
-    exp3 = plan_exp3(load_experiment("exp3", "quick", {"split": {"seeds": [0, 1, 2, 3, 4]}}))
+    exp3 = plan_experiment(load_experiment("exp3", "quick", {"split": {"seeds": [0, 1, 2, 3, 4]}}))
     assert len(exp3) == 30 and len({t["trial_key"] for t in exp3}) == 30
+    assert {t["family"] for t in exp3} == {"tabular"} and {t["representation"] for t in exp3} == {"features"}
+    mlp = next(t for t in exp3 if t["model"] == "mlp")
+    assert mlp["train"]["epochs"] == 30 and mlp["trial_key"].split("/")[3:6] == ["default", "features-kaggle58",
+                                                                                    "original"]
+    assert next(t for t in exp3 if t["model"] == "knn")["train"] is None  # not a network
 
 
 def test_select_rows_bootstrap_fraction_and_validation():
@@ -54,28 +58,50 @@ def test_select_rows_bootstrap_fraction_and_validation():
 
 def test_run_feature_trial_builds_a_full_record_without_ray():
     table = make_feature_table(clips_per_genre=20)
-    spec = plan_exp3(load_experiment("exp3", "quick"))[1]  # random_forest
-    record = run_feature_trial(spec, table, _settings())
+    spec = plan_experiment(load_experiment("exp3", "quick"))[1]  # random_forest
+    record = run_trial(spec, {"features": table}, _settings())
     assert record["status"] == "ok" and record["model"] == "random_forest"
     assert record["n_train"] == 160 and len(record["test"]["ids"]) == 40
     assert record["metrics"]["accuracy"] > 0.3  # chance is 0.1 on a learnable table
     assert sum(map(sum, record["metrics"]["confusion_matrix"])) == 40
     assert record["versions"]["ray"] and record["config_hash"]
-    content = run_feature_trial({**spec, "feature_set": "content57"}, table, _settings())
+    assert record["params"] is None and record["history"] == [] and record["family"] == "tabular"
+    mlp = next(t for t in plan_experiment(load_experiment("exp3", "quick", {"train": {"epochs": 2}}))
+               if t["model"] == "mlp")
+    assert run_trial(mlp, {"features": table}, _settings())["params"] == {"total": 207_802, "trainable": 205_850}
+    content = run_trial({**spec, "feature_set": "content57"}, {"features": table}, _settings())
     assert content["feature_set"] == "content57" and content["config_hash"] != record["config_hash"]
 
 
 def test_overrides_and_cli_errors_fail_before_ray(tmp_path, capsys):
+    """Every error a user can cause is one sentence, exit 2, and costs no Ray start."""
     import ray
+    from raygenre.data.synthetic import generate
+
+    one_jazz = tmp_path / "mine"  # a new user's small folder: jazz has a single clip
+    generate(one_jazz, clips_per_genre=3, seconds=1.0)
+    unlisted = tmp_path / "unlisted" / "genres_original"  # clips none of the fault_filtered lists name
+    for wav in sorted((one_jazz / "genres_original").glob("*/*.wav")):
+        genre, number = wav.stem.split(".")
+        (unlisted / genre).mkdir(parents=True, exist_ok=True)
+        (unlisted / genre / f"{genre}.{5000 + int(number):05d}.wav").hardlink_to(wav)
+    for extra in sorted((one_jazz / "genres_original" / "jazz").glob("*.wav"))[1:]:
+        extra.unlink()
     assert parse_overrides(["exp4.bootstraps=7", "split.seeds=[0,1]"]) == {
         "exp4": {"bootstraps": 7}, "split": {"seeds": [0, 1]}}
     was_running = ray.is_initialized()
     for argv, message in [
         (["exp9"], "unknown experiment"),
         (["exp1"], "not part of this release"),
-        (["exp4", "--data", str(tmp_path / "missing")], "does not exist"),
+        (["exp4", "--data", str(tmp_path / "missing")], "is neither"),
         (["exp4", "--features-csv", str(tmp_path / "none.csv")], "does not exist"),
         (["exp4", "--set", "exp4.bootstrap=3"], "exp4.bootstrap: unknown key"),
+        (["exp3", "--set", "models=[{name: svm}]"], "unknown model 'svm'"),
+        (["exp3", "--set", "models=[{name: knn, variant: big}]"], "model 'knn' has no variant 'big'"),
+        (["exp4", "--set", "exp4.model=vgg16"], "exp4.model"),
+        (["exp4", "--data", str(one_jazz)], "genre 'jazz' has only 1 usable clip"),
+        (["exp4", "--data", str(tmp_path / "unlisted"), "--split", "fault_filtered"],
+         "holds 0 of the fault_filtered split's 443 training clips"),
     ]:
         assert main([*argv, "--storage", str(tmp_path)]) == 2
         err = capsys.readouterr().err

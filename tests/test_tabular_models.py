@@ -8,9 +8,9 @@ from sklearn.datasets import make_classification
 from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 
-from raygenre.config import TABULAR_MODELS, NeuralConfig
+from raygenre.config import TrainConfig
+from raygenre.models.registry import model_names
 from raygenre.models.tabular import (
-    FEATURE_MODELS,
     TUNED_XGBOOST_PARAMS,
     SingleBiasLSTM,
     TorchTabularClassifier,
@@ -32,8 +32,7 @@ def problem():
     return X[:300], y[:300], X[300:], y[300:]
 
 
-def test_model_names_match_the_config():
-    assert FEATURE_MODELS == TABULAR_MODELS
+FEATURE_MODELS = model_names("tabular")
 
 
 @pytest.mark.parametrize("n_features, mlp_counts", [(58, (207_802, 205_850)), (57, (207_290, 205_338))])
@@ -74,7 +73,7 @@ def test_single_bias_lstm_is_a_keras_lstm():
 @pytest.mark.parametrize("name", FEATURE_MODELS)
 def test_each_model_learns_a_separable_problem(name, problem):
     X_train, y_train, X_test, y_test = problem
-    clf = build_classifier(name, params=FAST_PARAMS.get(name), neural=FAST_NEURAL)
+    clf = build_classifier(name, params=FAST_PARAMS.get(name), train=FAST_NEURAL)
     predictions = clf.fit(X_train, y_train).predict(X_test)
     assert predictions.shape == y_test.shape and np.issubdtype(predictions.dtype, np.integer)
     accuracy = float(np.mean(predictions == y_test))
@@ -87,14 +86,14 @@ def test_same_seed_same_predictions(name, problem):
     rows = 120 if name == "lstm" else 300
     neural = {"epochs": 2, "batch_size": 16}
     params = {"n_estimators": 30} if name == "xgboost_tuned" else None
-    runs = [build_classifier(name, params=params, neural=neural, seed=7).fit(X_train[:rows], y_train[:rows])
+    runs = [build_classifier(name, params=params, train=neural, seed=7).fit(X_train[:rows], y_train[:rows])
             .predict(X_test) for _ in range(2)]
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
 def test_another_seed_gives_another_network(problem):
     X_train, y_train, X_test, _ = problem
-    probs = [build_classifier("mlp", neural={"epochs": 1}, seed=s).fit(X_train, y_train).predict_proba(X_test)
+    probs = [build_classifier("mlp", train={"epochs": 1}, seed=s).fit(X_train, y_train).predict_proba(X_test)
              for s in (0, 1)]
     assert not np.allclose(probs[0], probs[1])
 
@@ -104,14 +103,14 @@ def test_fitting_leaves_the_global_torch_rng_alone(problem):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    build_classifier("mlp", neural={"epochs": 1}, seed=5).fit(X_train, y_train)
+    build_classifier("mlp", train={"epochs": 1}, seed=5).fit(X_train, y_train)
     torch.testing.assert_close(torch.rand(3), expected)
 
 
 @pytest.mark.parametrize("name", ["knn", "mlp"])
 def test_scaler_is_fitted_on_training_rows_only(name, problem):
     X_train, y_train, X_test, _ = problem
-    clf = build_classifier(name, neural={"epochs": 1}).fit(X_train, y_train)
+    clf = build_classifier(name, train={"epochs": 1}).fit(X_train, y_train)
     scaler = clf.named_steps["scale"]
     np.testing.assert_allclose(scaler.mean_, X_train.mean(axis=0, dtype=np.float64), rtol=1e-5)
     clf.predict(X_test)
@@ -136,12 +135,13 @@ def test_untuned_models_keep_library_defaults():
     assert all(xgb[k] is None for k in TUNED_XGBOOST_PARAMS)  # None: xgboost's own default
 
 
-def test_params_override_and_neural_config():
+def test_params_override_and_train_config():
     assert build_classifier("knn", params={"n_neighbors": 3})[-1].n_neighbors == 3
-    net = build_classifier("lstm", neural=NeuralConfig(epochs=7, optimizer="sgd"), params={"epochs": 2})[-1]
+    net = build_classifier("lstm", train=TrainConfig(epochs=7, optimizer="sgd", schedule="cosine"),
+                           params={"epochs": 2})[-1]
     assert isinstance(net, TorchTabularClassifier)
-    assert (net.arch, net.epochs, net.optimizer) == ("lstm", 2, "sgd")
-    assert build_classifier("mlp", neural={"dropout": 0.5})[-1].dropout == 0.5
+    assert (net.arch, net.epochs, net.optimizer, net.schedule) == ("lstm", 2, "sgd", "cosine")
+    assert build_classifier("mlp", params={"dropout": 0.5})[-1].dropout == 0.5
 
 
 @pytest.mark.parametrize("name, key", [("random_forest", "learning_rate"), ("xgboost_tuned", "eta_typo"),
@@ -151,11 +151,11 @@ def test_unknown_param_names_model_and_key(name, key):
         build_classifier(name, params={key: 1})
 
 
-def test_unknown_model_and_bad_neural_config():
+def test_unknown_model_and_bad_train_config():
     with pytest.raises(ValueError, match="unknown feature model 'svm'"):
         build_classifier("svm")
     with pytest.raises(ValueError):
-        build_classifier("mlp", neural={"optimizer": "rmsprop"})
+        build_classifier("mlp", train={"optimizer": "rmsprop"})
 
 
 @pytest.mark.parametrize("name", ["xgboost", "mlp"])
@@ -163,7 +163,7 @@ def test_training_set_missing_a_genre_still_trains(name, problem):
     X_train, y_train, X_test, _ = problem
     keep = y_train != 3
     clf = build_classifier(name, params={"n_estimators": 20} if name == "xgboost" else None,
-                           neural={"epochs": 2}).fit(X_train[keep], y_train[keep])
+                           train={"epochs": 2}).fit(X_train[keep], y_train[keep])
     predictions = clf.predict(X_test)
     assert np.issubdtype(predictions.dtype, np.integer) and set(predictions) <= set(range(10))
     if name == "xgboost":  # trees never predict an unseen label (a barely trained network may)
@@ -176,6 +176,6 @@ def test_pipelines_clone_as_sklearn_estimators(problem):
     for name in FEATURE_MODELS:
         clf = build_classifier(name, params={"epochs": 3} if name in ("mlp", "lstm") else None)
         assert clone(clf).get_params()["model"].get_params() == clf.get_params()["model"].get_params()
-    fitted = build_classifier("mlp", neural={"epochs": 1}).fit(X_train, y_train)
+    fitted = build_classifier("mlp", train={"epochs": 1}).fit(X_train, y_train)
     assert fitted.predict_proba(X_test).shape == (len(X_test), 10)
     np.testing.assert_allclose(fitted.predict_proba(X_test).sum(axis=1), 1, rtol=1e-5)

@@ -1,18 +1,19 @@
-"""XGBoost backends: the parameter translation, in-trial training and distributed training on Ray Train."""
+"""XGBoost backends: the parameter translation, and distributed training on Ray Train against the in-trial
+classifier (the default backend: ``raygenre.models.tabular``'s XGBClassifier pipeline)."""
 
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 from xgboost import XGBClassifier
 
-from raygenre.models.tabular import TUNED_XGBOOST_PARAMS
-from raygenre.train.xgb import (
-    fit_predict_distributed,
-    fit_predict_in_trial,
-    to_native_params,
-    train_distributed,
-    train_in_trial,
-)
+from raygenre.models.tabular import TUNED_XGBOOST_PARAMS, build_classifier
+from raygenre.train.xgb import fit_predict_distributed, to_native_params, train_distributed
+
+
+def fit_predict_in_trial(X_train, y_train, X_test, params, *, seed, nthread):
+    """The default backend, as a trial runs it."""
+    model = build_classifier("xgboost", params=params, seed=seed, nthread=nthread)
+    return model.fit(X_train, y_train).predict(X_test)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,11 @@ def test_native_training_equals_xgbclassifier(problem):
     X_train, y_train, X_test, _ = problem
     params = {**TUNED_XGBOOST_PARAMS, "n_estimators": 40}
     sklearn_model = XGBClassifier(**params, random_state=3, n_jobs=1).fit(X_train, y_train)
-    booster = train_in_trial(X_train, y_train, params, seed=3, nthread=1)
     import xgboost
+
+    native, rounds = to_native_params(params)
+    booster = xgboost.train({**native, "seed": 3, "nthread": 1}, xgboost.DMatrix(X_train, label=y_train),
+                            num_boost_round=rounds)
 
     np.testing.assert_allclose(booster.predict(xgboost.DMatrix(X_test)), sklearn_model.predict_proba(X_test),
                                rtol=1e-6, atol=1e-7)
@@ -66,10 +70,10 @@ def test_in_trial_predicts_labels_well(problem):
     np.testing.assert_array_equal(predictions, again)
 
 
-def test_labels_out_of_range_are_refused(problem):
+def test_labels_out_of_range_are_refused(ray_session, problem):
     X_train, y_train, X_test, _ = problem
     with pytest.raises(ValueError, match="0..9"):
-        fit_predict_in_trial(X_train, y_train + 1, X_test, {}, seed=0, nthread=1)
+        fit_predict_distributed(X_train, y_train + 1, X_test, {}, num_workers=1, seed=0)
 
 
 def test_distributed_agrees_with_in_trial(ray_session, problem, tmp_path):

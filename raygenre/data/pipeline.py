@@ -281,6 +281,10 @@ def ensure_shards(spec: PrepareSpec, run_dir: Path | str, representations: Seque
     if not missing:
         log.info("prepare: cache hit, reusing %s (%s)", shard_dir, ", ".join(folders))
         return shard_dir
+    if manifest is None:  # most unusable splits show on the files found, before Ray starts
+        from raygenre.data.splits import check_splits
+
+        check_splits(found.ids, spec.split.name, spec.split.seeds, spec.split.test_fraction)
     shard_dir.mkdir(parents=True, exist_ok=True)
     cfg = spec.prepare
     need_reps = list(dict.fromkeys(base_representation(f) for f in missing))

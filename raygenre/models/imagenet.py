@@ -138,8 +138,8 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], path: str, what
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = " ".join(first[1].split()).rstrip(".") if len(first) > 1 else "keys or shapes differ"
+        lines = str(exc).strip().splitlines()  # "Error(s) in loading ...:" then one line per problem
+        detail = lines[1].split(":")[0].strip() if len(lines) > 1 else "keys or shapes differ"
         raise WeightsError(f"the weights file {path} does not fit {what} ({detail}).") from exc
 
 

@@ -373,7 +373,11 @@ class WaveformClassifier(nn.Module):
         self.train(self.training)  # re-apply the mode rule below
 
     def set_epoch(self, epoch: int) -> None:
-        """Apply the unfreeze schedule for 0-based ``epoch`` (idempotent, so a resumed run calls it too)."""
+        """Apply the unfreeze schedule for 0-based ``epoch`` (idempotent, so a resumed run calls it too).
+
+        DistributedDataParallel only syncs parameters that required grad when it was built: with more than
+        one worker, wrap (or re-wrap) the model after the epoch that unfreezes the backbone.
+        """
         self.epoch = epoch
         self._set_backbone_trainable(self.frozen_epochs is not None and epoch >= self.frozen_epochs)
 
