@@ -31,8 +31,8 @@ from sklearn.datasets import make_classification
 from raygenre.config import load_experiment
 from raygenre.data.gtzan import GENRES
 from raygenre.data.kaggle_csv import KAGGLE_FEATURE_COLUMNS, read_features_csv
-from raygenre.train.feature_trial import run_feature_trial
 from raygenre.train.plan import plan_exp4
+from raygenre.train.trial import run_trial
 
 
 def gtzan_sized_table(rows: int, seed: int = 0) -> pd.DataFrame:
@@ -55,7 +55,7 @@ def _pool_init(table: pd.DataFrame, settings: dict) -> None:
 
 
 def _pool_fit(trial: dict) -> float:
-    return run_feature_trial(trial, _POOL_STATE["table"], _POOL_STATE["settings"])["timings"]["total_s"]
+    return run_trial(trial, {"features": _POOL_STATE["table"]}, _POOL_STATE["settings"])["timings"]["total_s"]
 
 
 def main() -> None:
@@ -73,14 +73,13 @@ def main() -> None:
     trials = plan_exp4(cfg)
     # interleave bootstraps and sizes so a --trials subset keeps both kinds
     trials = sorted(trials, key=lambda t: (t["bootstrap_index"] or 0, t["train_fraction"]))[: args.trials]
-    settings = {"neural": cfg.neural.model_dump(mode="json"), "xgboost": cfg.xgboost.model_dump(mode="json"),
-                "cpus_per_trial": 1, "run": {"source": "bench"}}
+    settings = {"xgboost": cfg.xgboost.model_dump(mode="json"), "cpus_per_trial": 1, "run": {"source": "bench"}}
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, "
           f"python {sys.version.split()[0]}; table {table.shape[0]} rows; {len(trials)} tuned-XGBoost trials")
 
     # (a) sequential loop, one thread per fit as each Tune trial gets
     t0 = time.perf_counter()
-    fit_times = [run_feature_trial(t, table, settings)["timings"]["total_s"] for t in trials]
+    fit_times = [run_trial(t, {"features": table}, settings)["timings"]["total_s"] for t in trials]
     sequential = time.perf_counter() - t0
     ideal = sum(fit_times) / args.cpus
     print(f"sequential loop : {sequential:8.1f} s   (single fit: median {np.median(fit_times):.2f} s, "
@@ -102,9 +101,8 @@ def main() -> None:
     from raygenre.train.tune_runner import run_trials
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory() as tmp:
-        table_ref = ray.put(table)
         t0 = time.perf_counter()
-        run_trials(cfg, "exp4-bench", trials, table_ref, settings, Path(tmp))
+        run_trials(cfg, "exp4-bench", trials, {"features": table}, settings, Path(tmp))
         tune_wall = time.perf_counter() - t0
         lines = (Path(tmp) / "records" / "exp4-bench.jsonl").read_text().splitlines()
         assert len(lines) == len(trials), f"{len(lines)} records for {len(trials)} trials"
@@ -118,12 +116,12 @@ def main() -> None:
         # (d) one fit on each backend
         one = trials[-1]
         t0 = time.perf_counter()
-        run_feature_trial(one, table, settings)
+        run_trial(one, {"features": table}, settings)
         in_trial = time.perf_counter() - t0
         distributed_settings = {**settings, "xgboost": {**settings["xgboost"], "backend": "distributed",
                                                         "workers": 2}, "train_storage": tmp}
         t0 = time.perf_counter()
-        run_feature_trial(one, table, distributed_settings)
+        run_trial(one, {"features": table}, distributed_settings)
         distributed = time.perf_counter() - t0
         print(f"one fit in-trial: {in_trial:8.1f} s;  distributed (XGBoostTrainer, 2 workers): {distributed:.1f} s "
               f"-> in_trial is {distributed / in_trial:.1f} x faster at this size")

@@ -148,7 +148,7 @@ def sequential(paths: list[str], cfg: PrepareConfig) -> dict:
     loop_start, cpu = time.perf_counter(), time.process_time()
     rows = 0
     for path in paths:
-        rows += len(extract_clip(Path(path).read_bytes(), path, "test", cfg, REPRESENTATIONS))
+        rows += len(extract_clip(Path(path).read_bytes(), path, cfg, REPRESENTATIONS))
     end, cpu = time.perf_counter(), time.process_time() - cpu
     return {"clips": len(paths), "rows": rows, "warm_up_s": warm, "loop_s": end - loop_start,
             "cpu_s_per_clip": cpu / len(paths), "cpu_share": cpu / (end - loop_start),
@@ -157,11 +157,10 @@ def sequential(paths: list[str], cfg: PrepareConfig) -> dict:
 
 
 def with_ray(paths: list[str], cfg: PrepareConfig, workers: int) -> dict:
-    assignment = {Path(p).name.rsplit(".", 1)[0]: "test" for p in paths}
     sampler = CpuSampler()
     sampler.start()
     start = time.time()
-    ds = pipeline.clip_dataset(paths, assignment, cfg, REPRESENTATIONS, worker=TimedWorker, workers=workers)
+    ds = pipeline.clip_dataset(paths, cfg, REPRESENTATIONS, worker=TimedWorker, workers=workers)
     table = pa.concat_tables([pa.Table.from_pandas(b) for b in ds.iter_batches(batch_format="pandas",
                                                                                  batch_size=None)])
     end = time.time()

@@ -205,6 +205,9 @@ class ExperimentConfig(Strict):
     xgboost: XGBoostConfig = XGBoostConfig()
     exp4: Exp4Config | None = None
     resources: ResourcesConfig = ResourcesConfig()
+    # which fitted models are kept under RUN_DIR/artifacts for `python -m raygenre.predict`:
+    # table_rows (the models behind the report's tables, not exp4's resamples) | all | none
+    artifacts: Literal["table_rows", "all", "none"] = "table_rows"
 
     def hash(self) -> str:
         return config_hash(self.model_dump(mode="json"))

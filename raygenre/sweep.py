@@ -85,6 +85,23 @@ def check_splits_early(configs: list[ExperimentConfig], data) -> None:
         check_splits(ids, cfg.split.name, cfg.split.seeds, cfg.split.test_fraction)
 
 
+def check_weights_early(configs: list[ExperimentConfig]) -> None:
+    """Pretrained weights every planned model needs, resolved on the driver before prepare or any trial:
+    a missing file is one sentence naming it, at no cluster cost."""
+    from raygenre.models.registry import get_model, resolve_builder
+
+    seen = set()
+    for cfg in configs:
+        for model in cfg.models:
+            entry = get_model(model.name)
+            weights = model.weights_config(cfg.weights)
+            key = (model.name, weights.source, weights.dir)
+            if entry.preflight and key not in seen:
+                seen.add(key)
+                print(f"[sweep] weights of {model.name}: "
+                      f"{resolve_builder(entry.preflight)(model.name, weights.source, weights.dir)}", flush=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m raygenre.sweep", description=__doc__.splitlines()[0])
     p.add_argument("experiment", help="exp1, exp2, exp3, exp4 or all (every experiment of this release)")
@@ -113,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if str(args.storage).startswith("s3://"):
             raise ConfigError("s3:// storage is not supported yet: give a local or shared-filesystem folder.")
         configs = build_configs(args)
+        check_weights_early(configs)
         run_dir = Path(args.storage).expanduser().resolve() / (args.name or run_name(configs, args.experiment))
         run_dir.mkdir(parents=True, exist_ok=True)
         print(f"[sweep] run directory {run_dir}", flush=True)

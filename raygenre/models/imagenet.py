@@ -52,7 +52,7 @@ WEIGHT_FILES = {
     "vgg16": "vgg16-397923af.pth",
     "resnet18": "resnet18-f37072fd.pth",
 }
-WEIGHTS_PATH_KEY = "weights.path"
+WEIGHTS_PATH_KEY = "weights.source"
 WEIGHTS_DIR_KEY = "weights.dir"
 #: Index in torchvision's ``classifier`` of the layer each variant makes the output layer.
 _OUTPUT_INDEX = {

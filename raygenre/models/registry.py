@@ -44,6 +44,7 @@ class ModelEntry:
     cpus: float = 1.0
     gpus: float | Literal["auto"] = 0.0
     pretrained: bool = False  # reads the config's ``weights:`` block
+    preflight: str | None = None  # "module:function(name, source, dir) -> str": weights checked on the driver
     description: str = ""
 
     @property
@@ -122,3 +123,16 @@ for _name, _neural, _text in (
 ):
     register(ModelEntry(_name, "tabular", ("default",), _TABULAR, neural=_neural,
                         gpus="auto" if _neural else 0.0, description=_text))
+
+_SPECTROGRAM = "raygenre.models.spectrogram:build_spectrogram_model"
+_WEIGHTS_CHECK = "raygenre.models.spectrogram:check_weights"
+for _name, _variants, _pretrained, _text in (
+    ("cnn", ("default",), False, "custom CNN on mel images (our layers; the study names only the ingredients)"),
+    ("crnn", ("default",), False, "CNN pooling away the mel axis, LSTM along time"),
+    ("alexnet", ("finetune_all", "fc6", "fc7", "fc8"), True, "torchvision AlexNet, Appendix A variants"),
+    ("vgg16", ("finetune_all", "fc6", "fc7", "fc8"), True, "torchvision VGG16, Appendix A variants"),
+    ("resnet18", ("finetune_all", "last_then_all"), True, "torchvision ResNet18, Appendix A variants"),
+):
+    register(ModelEntry(_name, "spectrogram", _variants, _SPECTROGRAM, neural=True, gpus="auto",
+                        pretrained=_pretrained, preflight=_WEIGHTS_CHECK if _pretrained else None,
+                        description=_text))

@@ -126,14 +126,14 @@ def _local_weights_file(folder: Path) -> Path | None:
 
 def _check_local_folder(folder: Path, *, need_weights: bool) -> None:
     if not folder.is_dir():
-        raise WeightsError(f"Wav2Vec2 weights folder {folder} does not exist; set weights.path to a folder "
+        raise WeightsError(f"Wav2Vec2 weights folder {folder} does not exist; set weights.source to a folder "
                            "written by save_pretrained (config.json and model.safetensors).")
     if not (folder / "config.json").is_file():
-        raise WeightsError(f"Wav2Vec2 weights folder {folder} has no config.json; set weights.path to a folder "
+        raise WeightsError(f"Wav2Vec2 weights folder {folder} has no config.json; set weights.source to a folder "
                            "written by save_pretrained.")
     if need_weights and _local_weights_file(folder) is None:
         raise WeightsError(f"Wav2Vec2 weights folder {folder} has config.json but no model.safetensors or "
-                           "pytorch_model.bin; set weights.path to a folder written by save_pretrained.")
+                           "pytorch_model.bin; set weights.source to a folder written by save_pretrained.")
 
 
 def _cached_weights(model_id: str, cache_dir: str | None) -> str | None:
@@ -144,7 +144,7 @@ def _cached_weights(model_id: str, cache_dir: str | None) -> str | None:
         config = try_to_load_from_cache(model_id, "config.json", cache_dir=cache_dir)
     except ValueError as exc:  # HFValidationError: not a repo id
         raise WeightsError(f"Wav2Vec2 backbone '{model_id}' is neither an existing folder nor a valid Hugging "
-                           "Face model id; set weights.path to a save_pretrained folder.") from exc
+                           "Face model id; set weights.source to a save_pretrained folder.") from exc
     if not isinstance(config, str):
         return None
     for name in WEIGHT_FILES:
@@ -183,7 +183,7 @@ def _hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
 
 def _missing_sentence(model_id: str, cache_dir: str | None, reason: str) -> str:
     return (f"Wav2Vec2 weights '{model_id}' are not in the Hugging Face cache {_hub_cache(cache_dir)} and {reason}; "
-            f"download them there with `hf download {model_id}` where there is network, or set weights.path "
+            f"download them there with `hf download {model_id}` where there is network, or set weights.source "
             "to a local save_pretrained folder.")
 
 
@@ -250,7 +250,7 @@ def load_backbone(weights: str = "pretrained", *, name_or_path: str = DEFAULT_BA
         if kind == "download":
             raise WeightsError(_missing_sentence(source, cache_dir, "the download failed")) from exc
         raise WeightsError(f"Wav2Vec2 weights at {source} could not be loaded ({type(exc).__name__}); set "
-                           "weights.path to a folder written by save_pretrained.") from exc
+                           "weights.source to a folder written by save_pretrained.") from exc
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,11 +12,13 @@ from pathlib import Path
 from raygenre.records import read_records
 from raygenre.reference import load_study
 from raygenre.report import figures
+from raygenre.report.augmentation import augmentation_section
 from raygenre.report.exp4 import bootstrap_groups, exp4_section, size_curves
 from raygenre.report.markdown import DASH, image, pct, table
 from raygenre.report.paired import PairedFamily, families, paired_section
-from raygenre.report.results import RowKey, RunData, collect
+from raygenre.report.results import RowKey, RunData, collect, weights_summary
 from raygenre.report.tables import all_results, appendix_a, failed_trials, recall_facts, table1, table3
+from raygenre.report.training import history_results, training_section
 from raygenre.report.validity import validity_section
 
 REPORT_NAME = "REPORT.md"
@@ -79,6 +81,7 @@ def header(data: RunData) -> str:
                                    lambda r: r.get("feature_set"))],
         ["Tables below use", f"split `{data.split}`" + (f", feature set `{data.feature_set}`" if data.feature_set
                                                          else "") + " (the study's conditions where present)"],
+        ["Network weights", _values([r for r in ok if r.get("weights")], weights_summary)],
         ["Trials", trials],
         ["Hardware", _values(ok, lambda r: (r.get("run") or {}).get("hardware"))],
         ["Resources per trial", f"{cpu_gpu}; {len(nodes)} node(s): {', '.join(nodes[:8])}"
@@ -101,6 +104,10 @@ def how_to_read(data: RunData) -> str:
         "(n = seeds × test clips): an interval for the accuracy averaged over splits, narrower than one split's. "
         "The seed-to-seed spread is in the ± value.",
         "- **not run**: no finished trial of that row in this run; the row stays so gaps are visible.",
+        "- **random init** (a footnote in the tables, `[random init]` in labels): an ImageNet network trained from "
+        "random weights, e.g. by the quick profile without weight files. Not the study's condition: such rows are "
+        "not checked against the study's figures.",
+        "- **Parameters (total / trainable)**: the network's parameter count and the part the variant trains.",
         f"- {data.study['footnotes']['test_size']}",
     ])
 
@@ -110,11 +117,11 @@ def _study_marks(data: RunData) -> dict[RowKey, float]:
     marks: dict[RowKey, float] = {}
     for row in data.study["table3"]["rows"] + data.study["appendix_a"]["rows"]:
         res = data.find(row["match"])
-        if res is not None:
+        if res is not None and not res.random_init and row["study"] is not None:
             marks.setdefault(res.key, row["study"])
     for row in data.study["table1"]["rows"]:
         res = data.find(row["match"], augmented=True) if "match" in row else None
-        if res is not None:
+        if res is not None and not res.random_init:
             marks.setdefault(res.key, row["study"]["augmented"])
     return marks
 
@@ -128,6 +135,7 @@ def draw_figures(data: RunData, out_dir: Path, fams: list[PairedFamily]) -> dict
         "recall": figures.recall_heatmap(primary, out_dir),
         "bootstrap": figures.bootstrap_box(bootstrap_groups(data), exp4["bootstrap"], out_dir),
         "size": figures.size_curve(size_curves(data), exp4["size"], out_dir),
+        "learning": figures.learning_curves(history_results(data), out_dir),
     }
     for fam in fams:
         figs[f"pvalues-{fam.split}"] = figures.pvalue_matrix(fam, out_dir)
@@ -160,7 +168,8 @@ def render(data: RunData, figs: dict[str, str], fams: list[PairedFamily]) -> str
                   image(figs["comparison"], "Model comparison with 95 % intervals and the study's figures"), ""] \
         if "comparison" in figs else []
     parts = [header(data), how_to_read(data), table1(data), "\n".join([table3(data), "", *comparison]).rstrip(),
-             appendix_a(data), exp4_section(data, figs), paired_section(data, figs, fams), validity_section(data),
+             appendix_a(data), augmentation_section(data), training_section(data, figs.get("learning")),
+             exp4_section(data, figs), paired_section(data, figs, fams), validity_section(data),
              genre_section(data, figs), all_results(data), failed_trials(data)]
     return "\n\n".join(p.rstrip() for p in parts) + "\n"
 

@@ -6,12 +6,14 @@ Each function writes one file and returns its name relative to the report folder
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from raygenre.genres import GENRES
 from raygenre.report.exp4 import SizePoint
@@ -200,3 +202,50 @@ def pvalue_matrix(fam: PairedFamily, out_dir: Path) -> str | None:
     ax.set_title(f"Exact McNemar p (uncorrected), split '{fam.split}'", fontsize=9)
     fig.colorbar(im, ax=ax, label="-log10 p")
     return _save(fig, out_dir, f"{PREFIX}pvalues-{re.sub(r'[^a-z0-9]+', '-', fam.split.lower())}.png")
+
+
+def _curve(ax, history: list[dict], field: str, scale: float, **style) -> None:
+    points = [(h["epoch"], scale * float(h[field])) for h in history if h.get(field) is not None]
+    if points:
+        x, y = zip(*points)
+        ax.plot(x, y, marker="o" if len(points) < 12 else None, markersize=3, linewidth=1.2, **style)
+
+
+def learning_curves(results: list[Result], out_dir: Path) -> str | None:
+    """Small multiples, one cell per model: loss per epoch above, accuracy per epoch below (train, valid)."""
+    results = [r for r in results if r.histories]
+    if not results:
+        return None
+    ncols = min(4, len(results))
+    nrows = math.ceil(len(results) / ncols)
+    height = 4.2 * nrows + 0.3
+    fig = _figure(3.2 * ncols + 0.4, height, layout=None)  # many axes: fixed margins are faster
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.75 / height, top=1 - 0.3 / height, wspace=0.3, hspace=0.15)
+    grid = fig.add_gridspec(3 * nrows - 1, ncols, height_ratios=([1, 1, 0.35] * nrows)[:-1])  # spacer rows between
+    train = {"color": "tab:blue", "linestyle": "-"}
+    valid = {"color": "tab:orange", "linestyle": "--"}
+    for i, res in enumerate(results):
+        row, col = divmod(i, ncols)
+        ax_loss = fig.add_subplot(grid[3 * row, col])
+        ax_acc = fig.add_subplot(grid[3 * row + 1, col], sharex=ax_loss)
+        for _, history in res.histories:
+            alpha = 1.0 if len(res.histories) == 1 else 0.6
+            _curve(ax_loss, history, "loss", 1.0, alpha=alpha, **train)
+            _curve(ax_loss, history, "valid_loss", 1.0, alpha=alpha, **valid)
+            _curve(ax_acc, history, "accuracy", 100.0, alpha=alpha, **train)
+            _curve(ax_acc, history, "valid_accuracy", 100.0, alpha=alpha, **valid)
+        ax_acc.axhline(100 * res.accuracy, color="tab:green", linestyle=":", linewidth=1)
+        seeds = f", {len(res.histories)} seeds" if len(res.histories) > 1 else ""
+        ax_loss.set_title(f"{res.label}{seeds}", fontsize=8)
+        ax_loss.set_ylabel("Loss", fontsize=8)
+        ax_acc.set_ylabel("Accuracy (%)", fontsize=8)
+        ax_acc.set_xlabel("Epoch", fontsize=8)
+        ax_acc.set_ylim(0, 100)
+        ax_loss.tick_params(labelbottom=False, labelsize=7)
+        ax_acc.tick_params(labelsize=7)
+        for ax in (ax_loss, ax_acc):
+            ax.grid(alpha=0.3)
+    handles = [Line2D([], [], **train, label="training"), Line2D([], [], **valid, label="validation"),
+               Line2D([], [], color="tab:green", linestyle=":", label="test accuracy (evaluated model)")]
+    fig.legend(handles=handles, loc="lower center", ncols=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0))
+    return _save(fig, out_dir, f"{PREFIX}learning-curves.png")

@@ -69,6 +69,13 @@ def ci_cell(res: Result | None) -> str:
     return DASH if res is None else interval(*res.ci)
 
 
+def params_cell(res: Result | None) -> str:
+    """Parameter counts 'total / trainable' (thousands separated); a dash for models without them."""
+    if res is None or not res.params:
+        return DASH
+    return "; ".join(f"{total:,} / {trainable:,}" for total, trainable in res.params)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> str:
     """A pipe table; ``align`` is one letter per column (l, r, c), default left then right."""
     align = align or "l" + "r" * (len(headers) - 1)

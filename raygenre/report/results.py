@@ -72,6 +72,7 @@ class Result:
     key: RowKey
     by_seed: dict[int, dict] = field(default_factory=dict)
     label: str = ""
+    random_init: bool = False  # an ImageNet architecture trained from random weights (not the study's condition)
 
     @property
     def seeds(self) -> list[int]:
@@ -121,6 +122,18 @@ class Result:
             pos = [GENRES.index(g) for g in labels]
             total[np.ix_(pos, pos)] += np.asarray(cm, dtype=int)
         return total
+
+    @property
+    def params(self) -> list[tuple[int, int]]:
+        """Distinct (total, trainable) parameter counts over the seeds' records (one, normally)."""
+        found = {(int(p["total"]), int(p["trainable"])) for r in self.records if (p := r.get("params"))}
+        return sorted(found)
+
+    @property
+    def histories(self) -> list[tuple[int, list[dict]]]:
+        """(split seed, per-epoch history sorted by epoch) of each record that has one."""
+        return [(s, sorted(self.by_seed[s]["history"], key=lambda h: h.get("epoch", 0)))
+                for s in self.seeds if self.by_seed[s].get("history")]
 
     def recall(self, genre: str) -> tuple[int, int]:
         """(correct, clips) of one genre over every seed."""
@@ -244,14 +257,37 @@ class RunData:
                 and (k.representation != "features" or k.feature_set == self.feature_set)]
 
 
-def label_of(key: RowKey, feature_set: str) -> str:
-    """Short, unique model label: model, variant unless default, '+aug', a non-primary feature set."""
+RANDOM_WEIGHTS = "random"
+RANDOM_LABEL = " [random init]"
+
+
+def label_of(key: RowKey, feature_set: str, random_init: bool = False) -> str:
+    """Short, unique model label: model, variant unless default, '+aug', a non-primary feature set.
+
+    Random-init ImageNet nets carry ``[random init]`` so no table or figure shows them as the study's condition.
+    """
     text = key.model if key.variant == "default" else f"{key.model} {key.variant}"
     if key.augmented:
         text += " +aug"
     if key.representation == "features" and key.feature_set and key.feature_set != feature_set:
         text += f" [{key.feature_set}]"
-    return text
+    return text + (RANDOM_LABEL if random_init else "")
+
+
+def is_random_init(res: Result, pretrained_models: list[str]) -> bool:
+    """Whether any seed of a pretrained architecture was trained from random weights."""
+    return res.key.model in pretrained_models and any(r.get("weights") == RANDOM_WEIGHTS for r in res.records)
+
+
+def weights_summary(rec: dict) -> str | None:
+    """A record's weight source without its file path: 'random', 'pretrained:IMAGENET1K_V1', 'file'."""
+    weights = rec.get("weights")
+    if not weights:
+        return None
+    head = str(weights).split(" (")[0].strip()
+    if head.startswith("file:") or "/" in head or "\\" in head:
+        return head.split(":")[0]  # the report never prints paths
+    return head
 
 
 def collect(records: list[dict], study: dict) -> RunData:
@@ -270,7 +306,8 @@ def collect(records: list[dict], study: dict) -> RunData:
     feature_set = _pick({f for f in fsets if f}, study["conditions"]["preferred_feature_sets"])
     results = group(rows)
     for key, res in results.items():
-        res.label = label_of(key, feature_set)
+        res.random_init = is_random_init(res, study["pretrained_models"])
+        res.label = label_of(key, feature_set, res.random_init)
     return RunData(study, latest, ok, failed, results,
                    [r for r in ok if r.get("study") == names["bootstrap"]],
                    [r for r in ok if r.get("study") == names["size"]],

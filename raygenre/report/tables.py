@@ -15,14 +15,16 @@ from raygenre.report.markdown import (
     inside,
     interval,
     number,
+    params_cell,
     pct,
     signed,
     table,
 )
-from raygenre.report.results import Result, RowKey, RunData, counts
+from raygenre.report.results import Result, RowKey, RunData, counts, weights_summary
 from raygenre.stats import chance_range, wilson_interval
 
 MARKS = "¹²³⁴⁵⁶⁷⁸⁹"
+RANDOM_INIT = "random_init"
 
 
 class Footnotes:
@@ -42,8 +44,15 @@ class Footnotes:
     def render(self) -> str:
         return "\n".join(f"{MARKS[i]} {self.texts[n]}  " for i, n in enumerate(self.used))
 
+    def close(self, body: list[str]) -> str:
+        """The table's lines with the footnotes it used below them."""
+        return "\n".join(body + (["", self.render()] if self.used else []))
 
-def _study_cells(res: Result | None, study_pct: float | None) -> list[str]:
+
+def _study_cells(res: Result | None, study_pct: float | None, notes: Footnotes) -> list[str]:
+    """Ours, CI, study, study-in-CI; a random-init net is marked and not checked against the study."""
+    if res is not None and res.random_init:
+        return [acc_cell(res) + notes.mark(RANDOM_INIT), ci_cell(res), number(study_pct), "not comparable"]
     lo, hi = res.ci if res is not None else (float("nan"), float("nan"))
     return [acc_cell(res), ci_cell(res), number(study_pct), inside(study_pct, lo, hi)]
 
@@ -73,12 +82,9 @@ def table1(data: RunData) -> str:
                 cells += [f"{100 / data.study['n_classes']:g} (chance)", f"{interval(lo, hi)} (guessing, n={n})",
                           number(study_pct), inside(study_pct, lo, hi)]
             else:
-                cells += _study_cells(data.find(row["match"], augmented=aug), study_pct)
+                cells += _study_cells(data.find(row["match"], augmented=aug), study_pct, notes)
         rows.append(cells)
-    body = [f"## {spec['title']}", "", spec["caption"], "", table(headers, rows, "lrrrcrrrc")]
-    if notes.used:
-        body += ["", notes.render()]
-    return "\n".join(body)
+    return notes.close([f"## {spec['title']}", "", spec["caption"], "", table(headers, rows, "lrrrcrrrc")])
 
 
 def table3(data: RunData) -> str:
@@ -89,19 +95,18 @@ def table3(data: RunData) -> str:
     rows = []
     for row in spec["rows"]:
         res = data.find(row["match"])
-        diff = DASH if res is None else signed(res.accuracy - row["study"] / 100)
+        diff = DASH if res is None or res.random_init else signed(res.accuracy - row["study"] / 100)
         f1 = DASH if res is None else pct(res.macro_f1)
-        rows.append([row["label"] + notes.mark(row.get("footnote")), *_study_cells(res, row["study"]), diff, f1])
-    body = [f"## {spec['title']}", "", spec["caption"], "", table(headers, rows, "lrrrcrr")]
-    if notes.used:
-        body += ["", notes.render()]
-    return "\n".join(body)
+        label = row["label"] + notes.mark(row.get("footnote"))
+        rows.append([label, *_study_cells(res, row["study"], notes), diff, f1])
+    return notes.close([f"## {spec['title']}", "", spec["caption"], "", table(headers, rows, "lrrrcrr")])
 
 
 def appendix_a(data: RunData) -> str:
     spec = data.study["appendix_a"]
+    notes = Footnotes(data.study["footnotes"])
     headers = ["Network", "Approach", "Variant", "Ours (%)", "95 % CI", "Study (%)", "Study in CI",
-               "Best (study / ours)"]
+               "Best (study / ours)", "Parameters (total / trainable)"]
     found = [data.find(row["match"]) for row in spec["rows"]]
     ours_best: dict[str, float] = {}
     for row, res in zip(spec["rows"], found):
@@ -111,9 +116,10 @@ def appendix_a(data: RunData) -> str:
     for row, res in zip(spec["rows"], found):
         best = ["study" if row.get("best") else "",
                 "ours" if res is not None and res.accuracy == ours_best.get(row["model"]) else ""]
-        rows.append([row["model"], row["label"], f"`{row['match']['variant']}`", *_study_cells(res, row["study"]),
-                     " / ".join(b for b in best if b) or DASH])
-    return "\n".join([f"## {spec['title']}", "", spec["caption"], "", table(headers, rows, "lllrrrcc")])
+        rows.append([row["model"], row["label"] + notes.mark(row.get("footnote")), f"`{row['match']['variant']}`",
+                     *_study_cells(res, row["study"], notes), " / ".join(b for b in best if b) or DASH,
+                     params_cell(res)])
+    return notes.close([f"## {spec['title']}", "", spec["caption"], "", table(headers, rows, "lllrrrccr")])
 
 
 def _study_rows(data: RunData) -> dict[RowKey, str]:
@@ -128,24 +134,36 @@ def _study_rows(data: RunData) -> dict[RowKey, str]:
         res = data.find(row["match"], augmented=True) if "match" in row else None
         if res is not None:
             named.setdefault(res.key, f"Table 1 (augmented): {row['label']}")
+    for row in data.study["appendix_a"]["rows"]:
+        res = data.find(row["match"], augmented=True)
+        if res is not None:
+            named.setdefault(res.key, f"Appendix A variant, augmented (not in the study): {row['label']}")
     return named
+
+
+def _weights(res: Result) -> str:
+    found = sorted({w for r in res.records if (w := weights_summary(r))})
+    return " / ".join(found) or DASH
 
 
 def all_results(data: RunData) -> str:
     """Every model condition the run holds, under every split and feature set."""
     named = _study_rows(data)
     headers = ["Model", "Representation", "Feature set", "Split", "Seeds", "Accuracy (%)", "95 % CI",
-               "Macro-F1 (%)", "Test clips (pooled)", "Study row"]
+               "Macro-F1 (%)", "Test clips (pooled)", "Parameters (total / trainable)", "Weights", "Study row"]
     rows = []
     for key, res in data.results.items():
+        study_row = named.get(key, "(none)")
+        if res.random_init and key in named:
+            study_row += " (random init: not the study's condition)"
         rows.append([res.label, key.representation, key.feature_set or DASH, key.split,
                      ", ".join(map(str, res.seeds)), acc_cell(res), ci_cell(res), pct(res.macro_f1),
-                     res.pooled[1], named.get(key, "(none)")])
+                     res.pooled[1], params_cell(res), _weights(res), study_row])
     if not rows:
         return "## All results\n\nNo model-comparison trials (experiments 1–3) finished in this run."
     return "\n".join(["## All results", "",
                       "Every model condition in the run, including other splits and feature sets than the "
-                      "tables above use.", "", table(headers, rows, "lllllrrrrl")])
+                      "tables above use.", "", table(headers, rows, "lllllrrrrrll")])
 
 
 def recall_facts(data: RunData) -> str:

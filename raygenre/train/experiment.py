@@ -84,6 +84,18 @@ def load_inputs(cfg: ExperimentConfig, representations: list[str], run_dir: Path
     return inputs, source, ids
 
 
+def audio_settings(cfg: ExperimentConfig) -> dict:
+    """How audio becomes this experiment's inputs, kept with each model so ``predict`` does the same.
+
+    The Kaggle CSV's features come from whole 30 s clips at 22,050 Hz, whatever the profile says.
+    """
+    out = cfg.prepare.model_dump(mode="json", include={"sample_rate", "waveform_rate", "clip_seconds",
+                                                        "min_seconds", "mel"})
+    if cfg.data.features_csv:
+        out.update(sample_rate=22050, clip_seconds=30.0, source="kaggle_csv")
+    return out
+
+
 def run_study(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dict, settings: dict,
               run_dir: Path, *, resume: bool) -> None:
     """Run the trials of one study that have no ok record yet."""
@@ -145,6 +157,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, data: 
     run_info = {**source, "profile": cfg.profile, "run_dir": str(run_dir), "hardware": hardware,
                 "experiment_config_hash": cfg.hash(), "clips": len(ids)}
     settings = {"xgboost": cfg.xgboost.model_dump(mode="json"), "cpus_per_trial": cfg.resources.cpus_per_trial,
+                "audio": audio_settings(cfg),
                 "run": run_info, "train_storage": str(run_dir / "train")}
     (run_dir / "config").mkdir(parents=True, exist_ok=True)
     (run_dir / "config" / f"{cfg.experiment}.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))

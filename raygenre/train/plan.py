@@ -43,6 +43,7 @@ def trial_spec(cfg: ExperimentConfig, study: str, model: ModelSpec, seed: int, *
         "study": study,
         "model": model.name,
         "family": entry.family,
+        "builder": entry.builder,  # the spec is self-contained: workers need not share the driver's registry
         "variant": model.variant,
         "representation": representation,
         "feature_set": cfg.features.set if representation == "features" else None,
@@ -56,7 +57,18 @@ def trial_spec(cfg: ExperimentConfig, study: str, model: ModelSpec, seed: int, *
         "evaluate_on": evaluate_on,
         "validation_fraction": cfg.exp4.validation_fraction if cfg.exp4 else cfg.train.validation_fraction,
         "fractions": list(cfg.exp4.fractions) if cfg.exp4 else [],
+        "keep_artifact": keeps_artifact(cfg.artifacts, study, train_fraction, bootstrap_index),
     }
+
+
+def keeps_artifact(policy: str, study: str, train_fraction: float, bootstrap_index: int | None) -> bool:
+    """``table_rows`` keeps the models behind the report's rows: every exp1-exp3 model and exp4's
+    full-training-set point, not its resamples, smaller fractions or validation-scored choices."""
+    if policy != "table_rows":
+        return policy == "all"
+    if study in (BOOTSTRAP_STUDY, SELECT_STUDY) or bootstrap_index is not None:
+        return False
+    return train_fraction >= 1.0
 
 
 def plan_models(cfg: ExperimentConfig) -> list[dict]:

@@ -19,10 +19,11 @@ XGBOOST_MODELS = ("xgboost", "xgboost_tuned")
 
 
 def fit_predict(spec: dict, settings: dict, X_train: np.ndarray, y_train: np.ndarray,
-                X_eval: np.ndarray, device: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+                X_eval: np.ndarray, device: str) -> tuple[np.ndarray, tuple[int, int] | None, object]:
     """Fit the trial's model and predict ``X_eval``; XGBoost may go to the distributed backend.
 
-    Returns the predicted labels and, for networks, their (total, trainable) parameter counts.
+    Returns the predicted labels, (total, trainable) parameter counts of a network (else None) and
+    the fitted pipeline (None for the distributed backend, whose booster stays in its checkpoint).
     """
     seed = spec["split"]["seed"]
     nthread = max(1, int(settings.get("cpus_per_trial", 1)))
@@ -32,12 +33,14 @@ def fit_predict(spec: dict, settings: dict, X_train: np.ndarray, y_train: np.nda
         from raygenre.train.xgb import fit_predict_distributed
         params = {**(TUNED_XGBOOST_PARAMS if spec["model"] == "xgboost_tuned" else {}), **spec["params"]}
         return fit_predict_distributed(X_train, y_train, X_eval, params, num_workers=xgb.get("workers", 2),
-                                       seed=seed, storage_path=settings.get("train_storage")), None
-    from raygenre.models.tabular import build_classifier, network_param_counts
-    model = build_classifier(spec["model"], params=spec["params"], train=spec.get("train"),
-                             seed=seed, nthread=xgb.get("nthread") or nthread, device=device)
+                                       seed=seed, storage_path=settings.get("train_storage")), None, None
+    from raygenre.models.registry import resolve_builder
+    from raygenre.models.tabular import network_param_counts
+    build = resolve_builder(spec.get("builder") or "raygenre.models.tabular:build_classifier")
+    model = build(spec["model"], params=spec["params"], train=spec.get("train"), seed=seed,
+                  nthread=xgb.get("nthread") or nthread, device=device)
     model.fit(X_train, y_train)
-    return np.asarray(model.predict(X_eval)), network_param_counts(model)
+    return np.asarray(model.predict(X_eval)), network_param_counts(model), model
 
 
 def run_tabular(spec: dict, table: pd.DataFrame, settings: dict, *, device: str = "cpu") -> dict:
@@ -54,7 +57,7 @@ def run_tabular(spec: dict, table: pd.DataFrame, settings: dict, *, device: str 
     y_true = [str(g) for g in table.loc[eval_ids, "label"]]
     # 3. Fit and predict (scaling is fitted on the training rows inside the model pipeline).
     fit_start = time.perf_counter()
-    predicted, counts = fit_predict(spec, settings, X_train, y_train, X_eval, device)
+    predicted, counts, fitted = fit_predict(spec, settings, X_train, y_train, X_eval, device)
     fit_predict_s = time.perf_counter() - fit_start
     y_pred = [GENRES[int(k)] for k in predicted]
     # 4. Score.
@@ -64,4 +67,6 @@ def run_tabular(spec: dict, table: pd.DataFrame, settings: dict, *, device: str 
         "n_train": len(train_ids),
         "params": {"total": counts[0], "trainable": counts[1]} if counts else None,
         "timings": {"fit_predict_s": round(fit_predict_s, 4)},
+        "fitted": fitted,  # kept by run_trial when the spec asks (None: the distributed backend keeps none)
+        "keep": {"feature_set": spec["feature_set"], "feature_columns": columns},
     }

@@ -10,6 +10,7 @@ record is built here, the same way for every family.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from raygenre.data.splits import bootstrap_sample, make_split, nested_fractions, paper_split
 from raygenre.errors import SplitError
@@ -19,7 +20,27 @@ from raygenre.records import build_record
 #: family -> its runner ``(spec, inputs, settings, rows, device) -> result``; imported on first use.
 RUNNERS: dict[str, str] = {
     "tabular": "raygenre.train.tabular_runner:run_tabular",
+    "spectrogram": "raygenre.train.torch_runner:run_spectrogram",
 }
+
+
+#: family -> how its fitted models are kept (families without an entry keep none yet).
+ARTIFACT_SAVERS: dict[str, str] = {
+    "tabular": "raygenre.models.artifacts:save_tabular",
+}
+
+
+def keep_model(spec: dict, settings: dict, fitted, keep: dict) -> str:
+    """Save ``fitted`` under ``RUN_DIR/artifacts/<trial key>``; returns that path relative to the run dir."""
+    from raygenre.models.artifacts import artifact_name
+    from raygenre.versions import package_versions
+
+    relative = f"artifacts/{artifact_name(spec['trial_key'])}"
+    meta = {"trial_key": spec["trial_key"], "model": spec["model"], "variant": spec["variant"],
+            "family": spec["family"], "params": spec["params"], "representation": spec["representation"],
+            "audio": settings.get("audio", {}), "versions": package_versions(), **keep}
+    resolve_builder(ARTIFACT_SAVERS[spec["family"]])(Path(settings["run"]["run_dir"]) / relative, fitted, meta)
+    return relative
 
 
 def select_rows(spec: dict, ids: list[str]) -> tuple[list[str], list[str]]:
@@ -55,8 +76,12 @@ def run_trial(spec: dict, inputs: dict, settings: dict, *, device: str = "cpu",
     runner = resolve_builder(RUNNERS[spec["family"]])
     # 2. The runner picks rows with ``select_rows``, trains, predicts and scores.
     result = runner(spec, inputs[spec["representation"]], settings, device=device)
+    # 3. Keep the fitted model when the spec asks (the artifacts policy), in a format that runs no code.
+    fitted, keep = result.pop("fitted", None), result.pop("keep", {})
+    if spec.get("keep_artifact") and fitted is not None and spec["family"] in ARTIFACT_SAVERS:
+        result["artifact"] = keep_model(spec, settings, fitted, keep)
     result.setdefault("timings", {})["total_s"] = round(time.perf_counter() - started, 4)
-    # 3. One record builder for every family.
+    # 4. One record builder for every family.
     return build_record(spec, settings, result=result, resources={**(resources or {}), "device": device})
 
 

@@ -1,0 +1,168 @@
+"""``python -m raygenre.predict AUDIO_OR_DIR... --run RUN_DIR``: the genre of new recordings.
+
+    python -m raygenre.sweep exp3 --profile quick --name demo
+    python -m raygenre.predict my_song.flac more_songs/ --run runs/demo --top 3
+
+By default the best kept model of the run (highest test accuracy among records with a kept model)
+answers; ``--model NAME[:VARIANT]`` picks another. Files are decoded and turned into the model's
+inputs by the same code prepare uses. A directory is predicted on Ray Data (an actor pool that loads
+the model once per actor); single files are predicted here. A file that cannot be used gets its own
+error line and the others are still predicted (exit 1 if any failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from raygenre.errors import ArtifactError, RaygenreError, one_line
+from raygenre.records import latest_by_trial, read_records
+from raygenre.stats import wilson_interval
+
+FORMATS = ("table", "json", "csv")
+
+
+def kept_models(run_dir: Path) -> list[dict]:
+    """Ok, test-scored records of ``run_dir`` whose model was kept, best test accuracy first."""
+    records = [r for r in latest_by_trial(read_records(run_dir)).values()
+               if r["status"] == "ok" and r.get("artifact") and (r.get("test") or {}).get("set", "test") == "test"]
+    return sorted(records, key=lambda r: (-r["metrics"]["accuracy"], r["trial_key"]))
+
+
+def choose_model(run_dir: Path, wanted: str | None) -> dict:
+    """The record whose kept model answers: the best, or the best of ``NAME[:VARIANT]``."""
+    kept = kept_models(run_dir)
+    if not kept:
+        raise ArtifactError(f"{run_dir} has no kept models: run the sweep with artifacts: table_rows or all "
+                            f"(the default keeps the models behind the report's tables).")
+    if wanted:
+        name, _, variant = wanted.partition(":")
+        chosen = [r for r in kept if r["model"] == name and (not variant or r["variant"] == variant)]
+        if not chosen:
+            available = sorted({f"{r['model']}:{r['variant']}" for r in kept})
+            raise ArtifactError(f"{run_dir} has no kept model '{wanted}': choose one of {', '.join(available)}.")
+        kept = chosen
+    return kept[0]
+
+
+def describe_choice(record: dict) -> str:
+    m = record["metrics"]
+    lo, hi = wilson_interval(m["n_correct"], m["n_test"])
+    return (f"model: {record['model']} ({record['variant']}), test accuracy {m['accuracy']:.3f} "
+            f"[95 % CI {lo:.3f}-{hi:.3f}] on {m['n_test']} clips, split {record['split']['name']} "
+            f"seed {record['split']['seed']} (trial {record['trial_key']})")
+
+
+def audio_files(targets: list[str]) -> tuple[list[Path], list[Path], list[dict]]:
+    """(files given directly, files found in directories, errors for paths that do not exist)."""
+    import soundfile as sf
+
+    extensions = {f".{ext.lower()}" for ext in sf.available_formats()} | {".au", ".oga", ".mp3"}
+    direct, found, errors = [], [], []
+    for target in targets:
+        path = Path(target).expanduser()
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+        elif path.is_file():
+            direct.append(path)
+        else:
+            errors.append({"path": str(path), "windows": 0, "error": "no such file or folder",
+                           "probabilities": None})
+    return direct, found, errors
+
+
+def predict_here(folder: Path, files: list[Path]) -> list[dict]:
+    from raygenre.inference import Predictor
+
+    predictor = Predictor(folder)
+    return [predictor.predict(p.read_bytes(), str(p)) for p in files]
+
+
+def predict_on_ray(folder: Path, files: list[Path], workers: int | None) -> list[dict]:
+    """Every file through Ray Data: bytes -> an actor pool that loads the kept model once per actor."""
+    import ray
+
+    from raygenre.inference import PredictWorker
+    from raygenre.ray_session import ray_session
+
+    with ray_session():
+        n = workers or max(1, min(len(files), int(ray.cluster_resources().get("CPU", 1))))
+        ds = ray.data.read_binary_files([str(f) for f in files], include_paths=True, num_cpus=0)
+        rows = ds.map_batches(PredictWorker, fn_constructor_args=(str(folder),), batch_size=4, batch_format="numpy",
+                              num_cpus=1, compute=ray.data.ActorPoolStrategy(min_size=n, max_size=n)).take_all()
+    order = {str(f): i for i, f in enumerate(files)}
+    out = [{"path": str(r["path"]), "windows": int(r["windows"]), "error": str(r["error"]) or None,
+            "probabilities": json.loads(r["probabilities"]) if r["probabilities"] else None} for r in rows]
+    return sorted(out, key=lambda r: order.get(r["path"], len(order)))
+
+
+def render(results: list[dict], fmt: str, top: int) -> str:
+    ok = [r for r in results if not r["error"]]
+    ranked = {r["path"]: sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:top] for r in ok}
+    if fmt == "json":
+        return json.dumps([{"path": r["path"], "windows": r["windows"],
+                            "top": [{"genre": g, "probability": round(p, 4)} for g, p in ranked[r["path"]]]}
+                           for r in ok], indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["path", "rank", "genre", "probability", "windows"])
+        for r in ok:
+            for rank, (g, p) in enumerate(ranked[r["path"]], 1):
+                writer.writerow([r["path"], rank, g, f"{p:.4f}", r["windows"]])
+        return buf.getvalue().rstrip("\n")
+    width = max([len(r["path"]) for r in ok] + [4])
+    lines = [f"{'file'.ljust(width)}  top {top} (probability; windows)"]
+    for r in ok:
+        picks = "  ".join(f"{g} {p:.2f}" for g, p in ranked[r["path"]])
+        lines.append(f"{r['path'].ljust(width)}  {picks}  ({r['windows']})")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m raygenre.predict", description=__doc__.splitlines()[0])
+    p.add_argument("inputs", nargs="+", metavar="AUDIO_OR_DIR", help="audio files and/or folders of audio files")
+    p.add_argument("--run", required=True, type=Path, help="a run directory written by python -m raygenre.sweep")
+    p.add_argument("--model", help="NAME or NAME:VARIANT of a kept model (default: the best on the test clips)")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--top", type=int, default=3, help="genres shown per file (default 3)")
+    p.add_argument("--workers", type=int, help="actors for folders (default: one per CPU, at most one per file)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        record = choose_model(args.run, args.model)
+        folder = args.run / record["artifact"]
+        print(describe_choice(record), file=sys.stderr)
+        if record.get("feature_set") == "kaggle58":
+            print("warning: this model reads the Kaggle 'length' input, a property of the source file (its sample "
+                  "count), not of the music; prefer a content57 model for audio from elsewhere.", file=sys.stderr)
+        from raygenre.inference import Predictor
+
+        Predictor(folder)  # an unusable kept model fails here, once, in one sentence
+        direct, found, results = audio_files(args.inputs)
+        results += predict_here(folder, direct) if direct else []
+        results += predict_on_ray(folder, found, args.workers) if found else []
+    except RaygenreError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except NotImplementedError:
+        print(f"error: the kept model {record['model']} ({record['family']}) cannot predict audio yet: only feature "
+              f"models can so far.", file=sys.stderr)
+        return 2
+    for r in results:
+        if r["error"]:
+            print(f"error: {r['path']}: {r['error']}", file=sys.stderr)
+    if any(not r["error"] for r in results):
+        print(render(results, args.format, max(1, args.top)))
+    return 1 if any(r["error"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
