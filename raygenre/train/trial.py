@@ -78,7 +78,8 @@ def run_trial(spec: dict, inputs: dict, settings: dict, *, device: str = "cpu",
     result = runner(spec, inputs[spec["representation"]], settings, device=device)
     # 3. Keep the fitted model when the spec asks (the artifacts policy), in a format that runs no code.
     fitted, keep = result.pop("fitted", None), result.pop("keep", {})
-    if spec.get("keep_artifact") and fitted is not None and spec["family"] in ARTIFACT_SAVERS:
+    run_dir = settings.get("run", {}).get("run_dir")  # absent when a trial runs outside a sweep (tests, benches)
+    if spec.get("keep_artifact") and fitted is not None and spec["family"] in ARTIFACT_SAVERS and run_dir:
         result["artifact"] = keep_model(spec, settings, fitted, keep)
     result.setdefault("timings", {})["total_s"] = round(time.perf_counter() - started, 4)
     # 4. One record builder for every family.

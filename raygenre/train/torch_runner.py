@@ -1,0 +1,198 @@
+"""The spectrogram family's runner: a Tune trial that drives one Ray Train ``TorchTrainer``.
+
+Called by :func:`raygenre.train.trial.run_trial` inside the trial (which reserves almost no CPU: the
+trainer's workers hold the cluster's CPUs or GPUs, see ``raygenre.train.tune_runner``). Steps:
+
+1. Rows: the trial's split (:func:`~raygenre.train.trial.select_rows`) and, with ``selection: valid``,
+   a validation set: ``fault_filtered``'s list, or a stratified carve of the training clips. The test
+   clips never choose an epoch.
+2. Read the mel rows with pyarrow: originals of the training, validation and evaluation clips, plus
+   the augmented rows of the training clips only (``parent_id``) when the trial is augmented.
+3. Ray Datasets of uint8 images and int labels, materialized (small: at most ~240 MB for GTZAN x6).
+4. A ``TorchTrainer`` running :func:`raygenre.train.torch_loop.train_func`, its run named after the
+   trial key and settings under ``settings["train_storage"]``: a re-launched trial (``--resume`` after a
+   kill, or a Tune retry) finds the run's checkpoint snapshot there and continues from its last epoch.
+5. Predictions on the evaluation clips come back in the final checkpoint, written by rank 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from raygenre.config import config_hash
+from raygenre.data.shards import load_table, mel_array
+from raygenre.genres import GENRE_INDEX, GENRES
+from raygenre.stats import classification_metrics
+
+WORKER_CPUS = 1          # CPUs per Train worker; the trial's concurrency cap divides the cluster by this
+BLOCK_ROWS = 256         # rows per Ray Data block (~12 MB of 128x128x3 uint8)
+TRAIN_POLL_S = "0.25"    # Train's controller poll; its 2 s default makes every per-epoch report wait ~2 s
+POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+
+
+def split_rows(spec: dict, ids: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(training, validation, evaluation) clip ids; validation is empty unless ``selection: valid``."""
+    from raygenre.data.splits import make_split, paper_split
+    from raygenre.train.trial import select_rows
+
+    train_ids, eval_ids = select_rows(spec, ids)
+    train_cfg = spec["train"]
+    if train_cfg["selection"] != "valid":
+        return train_ids, [], eval_ids
+    split = spec["split"]
+    if split["name"] == "fault_filtered" and spec.get("evaluate_on") != "valid":
+        valid = make_split(ids, split["name"], split["seed"], split["test_fraction"]).valid
+        if valid:
+            return train_ids, list(valid), eval_ids
+    inner = paper_split(sorted(set(train_ids)), split["seed"], train_cfg["validation_fraction"])
+    keep = set(inner.train)
+    return [i for i in train_ids if i in keep], list(inner.test), eval_ids
+
+
+def read_rows(shard_dir: str, ids: list[str], augmented_parents: list[str] | None = None
+              ) -> tuple[np.ndarray, list[int]]:
+    """uint8 images (N, H, W, 3) and label indices of ``ids`` in order (repeats allowed), followed by the
+    augmented rows of ``augmented_parents`` (each parent's rows as often as it is listed)."""
+    table = load_table(shard_dir, "mel", columns=["clip_id", "label", "mel"], ids=sorted(set(ids)))
+    images = mel_array(table)
+    where = {cid: i for i, cid in enumerate(table.column("clip_id").to_pylist())}
+    labels = table.column("label").to_pylist()
+    missing = [cid for cid in ids if cid not in where]
+    if missing:
+        raise KeyError(f"mel shards in {shard_dir} lack clip {missing[0]}")
+    rows = [where[cid] for cid in ids]
+    out_images, out_labels = [images[rows]], [GENRE_INDEX[labels[r]] for r in rows]
+    if augmented_parents:
+        times = Counter(augmented_parents)
+        aug = load_table(shard_dir, "mel_augmented", columns=["parent_id", "label", "mel"], ids=sorted(times),
+                         id_column="parent_id")
+        aug_rows = [i for i, parent in enumerate(aug.column("parent_id").to_pylist()) for _ in range(times[parent])]
+        aug_labels = aug.column("label").to_pylist()
+        out_images.append(mel_array(aug)[aug_rows])
+        out_labels += [GENRE_INDEX[aug_labels[r]] for r in aug_rows]
+    return np.concatenate(out_images), out_labels
+
+
+def to_dataset(images: np.ndarray, labels: list[int], *, with_index: bool = False):
+    """A materialized Ray Dataset with ``image`` (uint8 tensor), ``label`` (int64) and optionally ``index``."""
+    import ray.data
+    from ray.data.extensions import ArrowTensorArray
+
+    tables = []
+    for start in range(0, len(labels), BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, len(labels))
+        columns = {"image": ArrowTensorArray.from_numpy(np.ascontiguousarray(images[start:stop])),
+                   "label": pa.array(labels[start:stop], pa.int64())}
+        if with_index:
+            columns["index"] = pa.array(range(start, stop), pa.int64())
+        tables.append(pa.table(columns))
+    return ray.data.from_arrow(tables).materialize()
+
+
+def train_run_name(spec: dict, settings: dict) -> str:
+    """Path-safe trial key plus a hash of what training depends on: same trial and settings -> same run
+    (so a re-launch resumes it), changed settings under the same run directory -> a fresh run."""
+    keys = ("trial_key", "params", "train", "weights", "augmented", "split", "evaluate_on", "train_fraction",
+            "bootstrap_index")
+    body = {k: spec.get(k) for k in keys}
+    body["data_hash"] = (settings.get("run") or {}).get("data_hash")
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', spec['trial_key'])}-{config_hash(body, 8)}"
+
+
+def resolve_gpus(setting: float | str) -> float:
+    """GPUs per worker: ``auto`` is 1 when the cluster has a GPU, else 0."""
+    import ray
+
+    if setting == "auto":
+        return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    return float(setting)
+
+
+def _fit(spec: dict, settings: dict, datasets: dict, loop_config: dict) -> Any:
+    """Build and run the trainer; returns its Result."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from raygenre.train.torch_loop import train_func
+
+    os.environ.setdefault(POLL_ENV, TRAIN_POLL_S)  # propagated by Train to its controller and workers
+    train = spec["train"]
+    gpus = resolve_gpus(train["gpus_per_worker"])
+    per_worker = {"CPU": WORKER_CPUS, **({"GPU": gpus} if gpus else {})}
+    storage = settings.get("train_storage") or os.path.join(tempfile.gettempdir(), "raygenre-train")
+    trainer = TorchTrainer(
+        train_func,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(num_workers=int(train["workers"]), use_gpu=gpus > 0,
+                                               resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(storage_path=storage, name=train_run_name(spec, settings),
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+    return trainer.fit()
+
+
+def run_spectrogram(spec: dict, mel_inputs: dict, settings: dict, *, device: str = "cpu") -> dict:
+    """The trial's work as numbered steps; returns the result the record is built from."""
+    seed = int(spec["split"]["seed"])
+    timings: dict[str, float] = {}
+    # 1. Rows: split, optional validation carve (never test clips), augmented rows of training clips only.
+    train_ids, valid_ids, eval_ids = split_rows(spec, list(mel_inputs["ids"]))
+    # 2. Read the rows with pyarrow; shuffle the training rows once so every block mixes genres.
+    t0 = time.perf_counter()
+    shard_dir = mel_inputs["shard_dir"]
+    train_x, train_y = read_rows(shard_dir, train_ids, train_ids if spec.get("augmented") else None)
+    order = np.random.default_rng(seed).permutation(len(train_y))
+    train_x, train_y = train_x[order], [train_y[i] for i in order]
+    eval_x, eval_y = read_rows(shard_dir, eval_ids)
+    timings["read_s"] = time.perf_counter() - t0
+    # 3. Materialized Ray Datasets (uint8 on the wire; conversion happens on the worker's device).
+    t0 = time.perf_counter()
+    datasets = {"train": to_dataset(train_x, train_y), "eval": to_dataset(eval_x, eval_y, with_index=True)}
+    if valid_ids:
+        datasets["valid"] = to_dataset(*read_rows(shard_dir, valid_ids))
+    timings["datasets_s"] = time.perf_counter() - t0
+    del train_x, eval_x
+    # 4. The trainer: one report and checkpoint per epoch; a re-launch continues from the last one.
+    weights = spec.get("weights") or {"source": "random", "dir": None}
+    build = {"name": spec["model"], "variant": spec["variant"], "params": dict(spec.get("params") or {})}
+    loop_config = {"model": build, "weights": {"source": weights["source"], "dir": weights.get("dir")},
+                   "train": spec["train"], "seed": seed, "has_valid": bool(valid_ids),
+                   "cpus_per_worker": WORKER_CPUS, "cache_trunk": True}
+    t0 = time.perf_counter()
+    result = _fit(spec, settings, datasets, loop_config)
+    timings["fit_s"] = time.perf_counter() - t0
+    # 5. Predictions and history from the final checkpoint (rank 0 wrote them).
+    if result.checkpoint is None:
+        raise RuntimeError(f"the trainer of {spec['trial_key']} finished without a checkpoint")
+    with result.checkpoint.as_directory() as folder:
+        with open(os.path.join(folder, "predictions.json")) as f:
+            final = json.load(f)
+    by_index = dict(zip(final["index"], final["pred"]))
+    y_pred = [GENRES[by_index[i]] for i in range(len(eval_ids))]
+    y_true = [GENRES[k] for k in eval_y]
+    timings["trunk_cache_s"] = float(final.get("cache_s", 0.0))
+    return {
+        "metrics": classification_metrics(y_true, y_pred),
+        "test": {"ids": list(eval_ids), "y_true": y_true, "y_pred": y_pred, "set": spec.get("evaluate_on", "test")},
+        "n_train": len(train_y),
+        "params": final["params"],
+        "history": final["history"],
+        "weights": final["weights"] if spec.get("weights") is not None else None,
+        "selection": spec["train"]["selection"],
+        "selected_epoch": final.get("selected_epoch") or final["history"][-1]["epoch"],
+        "fitted": {"state_dict_path": os.path.join(result.checkpoint.path, "model.safetensors"), "build": build,
+                   "seed": seed, "weights_source": weights["source"], "weights_dir": weights.get("dir"),
+                   "contains": final["contains"]},
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+    }
