@@ -10,6 +10,7 @@ validates and hands over: the work is in ``raygenre.train.experiment``.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -122,8 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def show_stage_progress() -> None:
+    """raygenre's own INFO lines (prepare's probe, cache hits, timings) on stdout, one line each."""
+    logger = logging.getLogger("raygenre.prepare")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("[prepare] %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_stage_progress()
     from raygenre.train.experiment import SweepFailed
 
     try:

@@ -205,7 +205,7 @@ def _reusable(shard_dir: Path, spec: PrepareSpec, inputs: dict) -> dict | None:
     if (manifest.get("format") == MANIFEST_FORMAT and manifest.get("config_hash") == spec.hash()
             and manifest.get("inputs", {}).get("fingerprint") == inputs["fingerprint"]):
         return manifest
-    log.info("prepare: inputs or config changed since %s was written; recomputing", shard_dir)
+    log.info("inputs or config changed since %s was written; recomputing", shard_dir)
     for name in shard_folders(REPRESENTATIONS, augmented=True):
         shutil.rmtree(shard_dir / name, ignore_errors=True)
     return None
@@ -220,7 +220,7 @@ def _new_manifest(spec: PrepareSpec, found: Discovery, inputs: dict, timings: di
     skipped = [{"clip_id": c.clip_id, "path": str(c.path), "reason": bad[c.clip_id]["error"], "stage": "probe"}
                for c in found.clips if c.clip_id in bad]
     good = sorted(c.clip_id for c in found.clips if c.clip_id not in bad)
-    log.info("prepare: probed %d files in %.1f s: %d usable, %d skipped",
+    log.info("probed %d files in %.1f s: %d usable, %d skipped",
              len(probed), timings["probe"], len(good), len(skipped))
     if len(good) < 2:
         first = skipped[0]["reason"] if skipped else "no clips"
@@ -279,7 +279,7 @@ def ensure_shards(spec: PrepareSpec, run_dir: Path | str, representations: Seque
     have = (manifest or {}).get("representations", {})
     missing = [f for f in folders if not (f in have and (shard_dir / f).is_dir())]
     if not missing:
-        log.info("prepare: cache hit, reusing %s (%s)", shard_dir, ", ".join(folders))
+        log.info("cache hit: nothing computed, reusing %s (%s)", shard_dir, ", ".join(folders))
         return shard_dir
     if manifest is None:  # most unusable splits show on the files found, before Ray starts
         from raygenre.data.splits import check_splits
@@ -297,7 +297,7 @@ def ensure_shards(spec: PrepareSpec, run_dir: Path | str, representations: Seque
         work = shard_dir / f"_work-{uuid.uuid4().hex[:8]}"
         try:
             t = time.perf_counter()
-            log.info("prepare: computing %s for %d clips on Ray Data", ", ".join(missing), len(paths))
+            log.info("computing %s for %d clips on Ray Data", ", ".join(missing), len(paths))
             _compute(paths, cfg, need_reps, need_augmented, work / "staging")
             timings["compute"] = round(time.perf_counter() - t, 3)
             failed = pq.read_table(work / "staging", columns=["clip_id", "path", "error", "transform"]).to_pylist()
@@ -323,5 +323,5 @@ def ensure_shards(spec: PrepareSpec, run_dir: Path | str, representations: Seque
     manifest["timings_s"] = timings
     manifest["history"].append({"at": _now(), "computed": missing, "timings_s": timings})
     write_manifest(shard_dir, manifest)
-    log.info("prepare: wrote %s to %s in %.1f s", ", ".join(missing), shard_dir, timings["total"])
+    log.info("wrote %s to %s in %.1f s", ", ".join(missing), shard_dir, timings["total"])
     return shard_dir

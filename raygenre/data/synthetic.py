@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         root = generate(args.out, args.clips_per_genre, args.seconds, args.seed, args.corrupt)
     except SyntheticError as exc:
-        parser.error(str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     desc = read_manifest(root) or {}
     print(f"wrote {desc.get('clips')} clips of {args.seconds:g} s under {root}")
     for item in desc.get("corrupt_files", []):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raygenre.records import RecordsError
+from raygenre.errors import RaygenreError, one_line
 from raygenre.report.document import default_out_dir, write_report
 
 
@@ -19,8 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = write_report(args.run_dir, args.out if args.out is not None else default_out_dir(args.run_dir))
-    except RecordsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except RaygenreError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     print(path)
     return 0

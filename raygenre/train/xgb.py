@@ -151,7 +151,7 @@ def _check_worker_capacity(num_workers: int) -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init()
+        raise RuntimeError("the distributed XGBoost backend runs inside a Ray session (a sweep trial).")
     try:  # the autoscaler's ceiling where there is one (what Ray Train itself checks against)
         from ray._private.state import state
 
