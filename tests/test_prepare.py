@@ -24,6 +24,7 @@ from raygenre.config import PrepareConfig, load_prepare_spec
 from raygenre.data import pipeline
 from raygenre.data.features import extract_clip, extract_features
 from raygenre.data.kaggle_csv import KAGGLE_FEATURE_COLUMNS, read_features_csv, write_features_csv
+from raygenre.data.shards import load_features, load_table, mel_array, read_manifest, waveform_array
 from raygenre.data.synthetic import generate
 from raygenre.prepare import main
 
@@ -66,48 +67,45 @@ def prepared(ray_session, spec, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     shard_dir = pipeline.ensure_shards(spec, run)
     assert shard_dir == run / "shards" / spec.hash()
-    return run, shard_dir, pipeline.read_manifest(shard_dir)
+    return run, shard_dir, read_manifest(shard_dir)
 
 
 # --- the per-clip function, without Ray ------------------------------------------------------
 
-def test_extract_clip_train_rows_shapes_and_augmentation(gtzan):
-    cfg = PrepareConfig(clip_seconds=30.0, min_seconds=3.0, representations=("features", "mel", "waveform"),
-                        augment={"enabled": True})
+def test_extract_clip_rows_shapes_and_augmentation(gtzan):
+    cfg = PrepareConfig(clip_seconds=30.0, min_seconds=3.0, representations=("features", "mel", "waveform"))
     path = str(gtzan / "genres_original" / "jazz" / "jazz.00000.wav")
-    rows = extract_clip(Path(path).read_bytes(), path, "train", cfg, cfg.representations)
+    rows = extract_clip(Path(path).read_bytes(), path, cfg, cfg.representations, augmented=True)
     assert [r["transform"] for r in rows] == ["original", "stretch_0.81", "stretch_0.93", "stretch_1.07",
                                               "stretch_1.23", "shift_5s"]
     assert rows[0]["clip_id"] == "jazz.00000" and rows[0]["parent_id"] is None
     assert all(r["parent_id"] == "jazz.00000" and r["clip_id"] == f"jazz.00000+{r['transform']}" for r in rows[1:])
     assert all(len(r["mel"]) == 128 * 128 * 3 and len(r["waveform"]) == 2 * 480_000 for r in rows)
     assert rows[0]["length"] == 6 * SR and "length" not in rows[1]  # features: originals only
-    assert extract_clip(Path(path).read_bytes(), path, "test", cfg, cfg.representations)[0]["transform"] == "original"
-    assert len(extract_clip(Path(path).read_bytes(), path, "valid", cfg, cfg.representations)) == 1
+    assert len(extract_clip(Path(path).read_bytes(), path, cfg, cfg.representations)) == 1  # not augmented
+    assert len(extract_clip(Path(path).read_bytes(), path, cfg, ("features",), augmented=True)) == 1
 
 
 def test_extract_clip_bad_file_is_one_error_row():
     cfg = PrepareConfig()
-    rows = extract_clip(b"", "x/blues.00007.wav", "train", cfg, ("features",))
+    rows = extract_clip(b"", "x/blues.00007.wav", cfg, ("features",))
     assert len(rows) == 1 and rows[0]["error"] == "file is empty (0 bytes)." and rows[0]["clip_id"] == "blues.00007"
-    short = extract_clip(wav_bytes(tone(1.0), SR), "x/pop.00001.wav", "test", cfg, ("features",))
+    short = extract_clip(wav_bytes(tone(1.0), SR), "x/pop.00001.wav", cfg, ("features",))
     assert "shorter than the 20 s minimum" in short[0]["error"]
 
 
 # --- the Ray Data pipeline end to end --------------------------------------------------------
 
 @slow
-def test_counts_per_split_and_genre(prepared):
+def test_counts_per_genre_and_split_check(prepared):
     _, shard_dir, manifest = prepared
-    clips = manifest["counts"]["clips"]
-    assert clips["train"] + clips["test"] == 31 and clips["valid"] == 0  # 30 + stereo rock; 4 skipped
-    assert clips["test"] == len(manifest["split"]["test"]) >= 10
-    genres = manifest["counts"]["genres"]
-    assert sum(genres["train"].values()) + sum(genres["test"].values()) == 31
-    assert genres["train"]["rock"] + genres["test"]["rock"] == 4
-    features = pipeline.load_table(shard_dir, "features")
-    assert features.num_rows == 31
-    assert manifest["representations"]["features"]["rows"] == clips
+    assert manifest["counts"]["clips"] == len(manifest["clips"]) == 31  # 30 + stereo rock; 4 skipped
+    assert sum(manifest["counts"]["genres"].values()) == 31 and manifest["counts"]["genres"]["rock"] == 4
+    check = manifest["split_check"]  # the configured split was drawn over the usable clips, as a check
+    assert check["name"] == "paper" and check["counts"]["train"] + check["counts"]["test"] == 31
+    features = load_table(shard_dir, "features")
+    assert features.num_rows == 31 and sorted(features.column("clip_id").to_pylist()) == manifest["clips"]
+    assert manifest["representations"]["features"]["rows"] == 31
     assert manifest["inputs"]["files"] == 35 and manifest["config_hash"] == shard_dir.name
 
 
@@ -121,50 +119,49 @@ def test_skipped_files_are_listed_with_reasons(prepared):
     assert "shorter than the 3 s minimum" in skipped["pop.00051"]["reason"]
     assert manifest["audio"]["native_rates"] == {"22050": 30, "44100": 1}
     assert manifest["audio"]["channels"] == {"1": 30, "2": 1}
-    assert "rock.00050" in manifest["split"]["train"] + manifest["split"]["test"]
+    assert "rock.00050" in manifest["clips"] and not set(skipped) & set(manifest["clips"])
 
 
 @slow
-def test_augmentation_is_6x_on_train_only(prepared):
+def test_augmented_rows_are_their_own_folders(prepared):
+    """Shards do not know the split: every clip gets its 5 variants; trials use them for training clips."""
     _, shard_dir, manifest = prepared
-    train, test = set(manifest["split"]["train"]), set(manifest["split"]["test"])
+    clips = set(manifest["clips"])
     for rep in ("mel", "waveform"):
-        rows = pipeline.load_table(shard_dir, rep).to_pandas()
-        tr = rows[rows["split"] == "train"]
-        assert len(tr) == 6 * len(train)
-        aug = rows[rows["transform"] != "original"]
-        assert set(aug["parent_id"]) == train and not set(aug["parent_id"]) & test
-        assert set(aug["split"]) == {"train"}
-        assert (aug.groupby("parent_id").size() == 5).all()
+        originals = load_table(shard_dir, rep).to_pandas()
+        assert set(originals["clip_id"]) == clips and (originals["transform"] == "original").all()
+        assert originals["parent_id"].isna().all()
+        aug = load_table(shard_dir, f"{rep}_augmented").to_pandas()
+        assert set(aug["parent_id"]) == clips and (aug.groupby("parent_id").size() == 5).all()
         assert set(aug["transform"]) == {"stretch_0.81", "stretch_0.93", "stretch_1.07", "stretch_1.23", "shift_5s"}
-        others = rows[rows["split"] != "train"]
-        assert set(others["clip_id"]) == test and (others["transform"] == "original").all()
-        assert others["parent_id"].isna().all()
-        assert manifest["representations"][rep]["augmented_rows"]["train"] == 5 * len(train)
-    assert pipeline.load_table(shard_dir, "features").column("transform").to_pylist() == ["original"] * 31
+        assert manifest["representations"][f"{rep}_augmented"]["rows"] == 5 * len(clips)
+    assert load_table(shard_dir, "features").column("transform").to_pylist() == ["original"] * 31
+    assert not (shard_dir / "features_augmented").exists()
     assert manifest["augmentation"]["applies_to"] == ["mel", "waveform"]
 
 
 @slow
 def test_shapes_and_column_metadata(prepared):
     _, shard_dir, manifest = prepared
-    mel = pipeline.load_table(shard_dir, "mel", "test")
-    images = pipeline.mel_array(mel)
-    assert images.shape == (mel.num_rows, 128, 128, 3) and images.dtype == np.uint8 and images.std() > 0
-    wave = pipeline.load_table(shard_dir, "waveform", "test")
-    samples = pipeline.waveform_array(wave)
-    assert samples.shape == (wave.num_rows, 480_000) and samples.dtype == np.int16
+    test_ids = ["jazz.00001", "rock.00050"]
+    mel = load_table(shard_dir, "mel", ids=test_ids)
+    assert sorted(mel.column("clip_id").to_pylist()) == test_ids  # the id filter reads only those rows
+    images = mel_array(mel)
+    assert images.shape == (2, 128, 128, 3) and images.dtype == np.uint8 and images.std() > 0
+    wave = load_table(shard_dir, "waveform", ids=test_ids)
+    samples = waveform_array(wave)
+    assert samples.shape == (2, 480_000) and samples.dtype == np.int16
     assert np.abs(samples[:, : 6 * 16000 - 100]).max() > 0 and not samples[:, 6 * 16000 + 100:].any()  # padded
-    files = sorted((shard_dir / "mel" / "test").glob("*.parquet"))
+    files = sorted((shard_dir / "mel").glob("*.parquet"))
     assert pq.read_schema(files[0]).field("mel").metadata[b"shape"] == b"128,128,3"
     assert manifest["representations"]["waveform"]["payload"]["shape"] == [480_000]
-    assert pq.read_schema(files[0]).names == ["clip_id", "label", "split", "parent_id", "transform", "mel"]
+    assert pq.read_schema(files[0]).names == ["clip_id", "label", "parent_id", "transform", "mel"]
 
 
 @slow
 def test_features_match_the_kaggle_csv_frame(prepared, gtzan, tmp_path):
     _, shard_dir, _ = prepared
-    frame = pipeline.load_features(shard_dir)
+    frame = load_features(shard_dir)
     assert list(frame.columns) == ["label", "length", *KAGGLE_FEATURE_COLUMNS]
     assert frame.index.name == "clip_id" and frame.index.is_monotonic_increasing
     assert frame.loc["rock.00050", "length"] == 6 * SR  # stereo 44.1 kHz: counted after resampling
@@ -182,17 +179,19 @@ def test_features_match_the_kaggle_csv_frame(prepared, gtzan, tmp_path):
 @slow
 def test_second_identical_call_computes_nothing(prepared, spec, monkeypatch):
     run, shard_dir, manifest = prepared
-    assert [h["computed"] for h in manifest["history"]] == [["features", "mel", "waveform"]]
+    assert [h["computed"] for h in manifest["history"]] == [["features", "mel", "waveform", "mel_augmented",
+                                                             "waveform_augmented"]]
     before = (shard_dir / "manifest.json").read_bytes()
     files = {p: p.stat().st_mtime_ns for p in shard_dir.rglob("*.parquet")}
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a cache hit must not start Ray or compute anything")
 
-    for name in ("using_ray", "_probe", "_compute", "_repack"):
+    for name in ("ray_session", "_probe", "_compute", "_repack"):
         monkeypatch.setattr(pipeline, name, forbidden)
     assert pipeline.ensure_shards(spec, run) == shard_dir
     assert pipeline.ensure_shards(spec, run, ["waveform"]) == shard_dir
+    assert pipeline.ensure_shards(spec, run, ["mel"], augmented=False) == shard_dir
     assert (shard_dir / "manifest.json").read_bytes() == before
     assert {p: p.stat().st_mtime_ns for p in shard_dir.rglob("*.parquet")} == files
 
@@ -217,20 +216,21 @@ def fake_stages(monkeypatch):
     def probe(paths, cfg):
         return [{"path": p, "error": None, "native_rate": SR, "channels": 1, "seconds": 6.0} for p in paths]
 
-    def compute(paths, assignment, cfg, reps, staging):
+    def compute(paths, cfg, reps, augmented, staging):
         calls.append(tuple(reps))
-        (staging / "split=train").mkdir(parents=True)
-        pq.write_table(pa.table({"clip_id": list(assignment), "path": paths, "error": [None] * len(paths)},
+        staging.mkdir(parents=True)
+        ids = [Path(p).name.rsplit(".", 1)[0] for p in paths]
+        pq.write_table(pa.table({"clip_id": ids, "path": paths, "error": [None] * len(paths),
+                                 "transform": ["original"] * len(paths)},
                                 schema=pa.schema([("clip_id", pa.string()), ("path", pa.string()),
-                                                  ("error", pa.string())])),
-                       staging / "split=train" / "part.parquet")
+                                                  ("error", pa.string()), ("transform", pa.string())])),
+                       staging / "part.parquet")
 
-    def repack(staging, out, rep, splits):
-        (out / "train").mkdir(parents=True)
-        pq.write_table(pa.table({"clip_id": ["a"], "label": ["rock"], "split": ["train"], "transform": ["original"]}),
-                       out / "train" / "part.parquet")
+    def repack(staging, out, folder):
+        pq.write_table(pa.table({"clip_id": ["a"], "label": ["rock"], "transform": ["original"]}),
+                       out / "part.parquet")
 
-    monkeypatch.setattr(pipeline, "using_ray", nullcontext)
+    monkeypatch.setattr(pipeline, "ray_session", nullcontext)
     monkeypatch.setattr(pipeline, "_probe", probe)
     monkeypatch.setattr(pipeline, "_compute", compute)
     monkeypatch.setattr(pipeline, "_repack", repack)
@@ -243,7 +243,8 @@ def test_changed_inputs_or_config_recompute(fake_stages, tmp_path):
         (data / genre).mkdir(parents=True)
         for i in range(5):
             (data / genre / f"{genre}.{i:05d}.wav").write_bytes(wav_bytes(tone(0.1), SR))
-    spec = load_prepare_spec("quick", {"data": {"source": str(data)}, "split": {"test_fraction": 0.4}})
+    spec = load_prepare_spec("quick", {"data": {"source": str(data)}, "split": {"test_fraction": 0.4},
+                                       "prepare": {"augment": {"enabled": False}}})
     run = tmp_path / "run"
     shard_dir = pipeline.ensure_shards(spec, run, ["features"])
     pipeline.ensure_shards(spec, run, ["features"])
@@ -255,16 +256,38 @@ def test_changed_inputs_or_config_recompute(fake_stages, tmp_path):
     assert pipeline.ensure_shards(spec, run, ["features"]) == shard_dir
     assert fake_stages[-1] == ("features",) and not (shard_dir / "mel").exists()  # stale set cleared
     other = load_prepare_spec("quick", {"data": {"source": str(data)}, "split": {"test_fraction": 0.4},
-                                        "prepare": {"augment": {"shift_seconds": 4.0}}})
+                                        "prepare": {"augment": {"enabled": False, "shift_seconds": 4.0}}})
     assert pipeline.ensure_shards(other, run, ["features"]) != shard_dir
     assert len(fake_stages) == 4
     assert json.loads((shard_dir / "manifest.json").read_text())["inputs"]["files"] == 10
 
 
-def test_representations_are_not_in_the_hash():
-    a = load_prepare_spec("quick", {"prepare": {"representations": ["features"]}})
-    b = load_prepare_spec("quick", {"prepare": {"representations": ["mel", "waveform"]}})
+def test_representations_split_and_augment_switch_are_not_in_the_hash():
+    a = load_prepare_spec("quick", {"prepare": {"representations": ["features"], "augment": {"enabled": False}}})
+    b = load_prepare_spec("quick", {"prepare": {"representations": ["mel", "waveform"]},
+                                    "split": {"name": "fault_filtered", "seeds": [3, 4]}})
     assert a.hash() == b.hash()
+
+
+def test_prepare_and_sweep_name_the_same_shard_set():
+    """``prepare --profile quick`` then ``sweep exp3 --profile quick`` reuse one shard set (issue: they differed)."""
+    from raygenre.config import load_experiment, prepare_spec_of
+
+    for exp in ("exp3", "exp4"):
+        assert prepare_spec_of(load_experiment(exp, "quick")).hash() == load_prepare_spec("quick").hash()
+    assert prepare_spec_of(load_experiment("exp3", "paper")).hash() == load_prepare_spec("paper").hash()
+    assert load_prepare_spec("quick").hash() != load_prepare_spec("paper").hash()
+
+
+def test_cli_single_clip_genre_is_one_sentence_before_ray(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "mine"
+    generate(data, clips_per_genre=2, seconds=1.0)
+    (data / "genres_original" / "metal" / "metal.00001.wav").unlink()
+    monkeypatch.setattr(pipeline, "ray_session", lambda *a, **k: pytest.fail("Ray started"))
+    assert main(["--data", str(data), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: genre 'metal' has only 1 usable clip, and a stratified train/test split needs at "
+                   "least 2 clips of every genre present.")
 
 
 # --- command-line errors -------------------------------------------------------------------------

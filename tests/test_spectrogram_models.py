@@ -348,7 +348,7 @@ def test_missing_weights_is_one_sentence_naming_file_folder_and_key(torch_home, 
         check_weights(name, "pretrained", None)
     message = str(info.value)
     assert isinstance(info.value, RaygenreError)
-    assert WEIGHT_FILES[name] in message and str(checkpoints) in message and "weights.path" in message
+    assert WEIGHT_FILES[name] in message and str(checkpoints) in message and "weights.source" in message
     assert "\n" not in message and message.endswith(".") and ". " not in message
     assert "URLError" in message
     assert calls and calls[0][0].endswith(WEIGHT_FILES[name]) and calls[0][1] == str(checkpoints / WEIGHT_FILES[name])
@@ -386,7 +386,7 @@ def test_weights_from_a_path(torch_home, tmp_path):
     assert model.weights == f"file:{path}"
 
     missing = str(tmp_path / "absent.pth")
-    with pytest.raises(WeightsError, match="weights.path") as info:
+    with pytest.raises(WeightsError, match="weights.source") as info:
         build_spectrogram_model("resnet18", "finetune_all", weights=missing)
     assert missing in str(info.value) and "\n" not in str(info.value)
 

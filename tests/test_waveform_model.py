@@ -128,8 +128,8 @@ def test_missing_weights_offline_is_one_fast_sentence(tmp_path: Path, offline_en
     assert time.perf_counter() - start < 3
     message = str(info.value)
     assert_one_sentence(message)
-    assert DEFAULT_BACKBONE in message and str(cache) in message and "weights.path" in message
-    with pytest.raises(WeightsError, match="weights.path"):
+    assert DEFAULT_BACKBONE in message and str(cache) in message and "weights.source" in message
+    with pytest.raises(WeightsError, match="weights.source"):
         check_backbone("pretrained", DEFAULT_BACKBONE, str(cache), None)
 
 
@@ -162,7 +162,7 @@ def test_offline_sentence_in_fresh_process_with_empty_hf_home(tmp_path: Path) ->
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["seconds"] < 3 and not result["ray"]
     assert_one_sentence(result["message"])
-    assert DEFAULT_BACKBONE in result["message"] and "weights.path" in result["message"]
+    assert DEFAULT_BACKBONE in result["message"] and "weights.source" in result["message"]
     assert str(tmp_path / "hf" / "hub") in result["message"]
 
 
