@@ -151,9 +151,13 @@ def resolve_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
 
 def conv_block(c_in: int, c_out: int, kernel: int, pool: tuple[int, int], act: nn.Module,
                dropout: float = 0.0) -> nn.Sequential:
-    """conv (no bias: BatchNorm's shift replaces it) - BatchNorm - activation - max-pool [- dropout]."""
+    """conv (no bias: BatchNorm's shift replaces it) - BatchNorm - activation - max-pool [- dropout].
+
+    Pools round up (``ceil_mode``): at 128 px nothing changes (every size divides), and a smaller image
+    (the quick profile's 64 px) keeps one last row or column instead of pooling it to nothing.
+    """
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
-                               nn.BatchNorm2d(c_out), act, nn.MaxPool2d(pool)]
+                               nn.BatchNorm2d(c_out), act, nn.MaxPool2d(pool, ceil_mode=True)]
     if dropout:
         layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)

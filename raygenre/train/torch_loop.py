@@ -283,10 +283,11 @@ def train_func(config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if rank == 0:
-                torch.save({"model": trained_state(model), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-                            "best": best, "stale": stale, "done": done, "attempt": attempt},
-                           os.path.join(folder, STATE_FILE))
+                saved = {"epoch": epoch + 1, "history": history, "done": done, "attempt": attempt}
+                if not done:  # a finished run never trains again: its checkpoint keeps only the fitted model
+                    saved.update(model=trained_state(model), optimizer=optimizer.state_dict(),
+                                 scheduler=scheduler.state_dict(), best=best, stale=stale)
+                torch.save(saved, os.path.join(folder, STATE_FILE))
                 if done:
                     _write_final(folder, model, best if valid else None, eval_batches, dtype,
                                  {"history": history, "cache_s": cache_s, "attempt": attempt,

@@ -26,14 +26,15 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from raygenre.config import config_hash
 from raygenre.data.shards import load_table, mel_array
 from raygenre.genres import GENRE_INDEX, GENRES
 from raygenre.stats import classification_metrics
 
-WORKER_CPUS = 1          # CPUs per Train worker; the trial's concurrency cap divides the cluster by this
+#: CPUs per Train worker: one, less the 0.01 its trial reserves, so that N trials of W one-CPU workers fit
+#: in N x W CPUs (with whole CPUs a 2-CPU cluster runs one 1-worker trainer at a time: 2 x 0.01 + 2 > 2).
+WORKER_CPUS = 0.99
 BLOCK_ROWS = 256         # rows per Ray Data block (~12 MB of 128x128x3 uint8)
 TRAIN_POLL_S = "0.25"    # Train's controller poll; its 2 s default makes every per-epoch report wait ~2 s
 POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
@@ -83,19 +84,19 @@ def read_rows(shard_dir: str, ids: list[str], augmented_parents: list[str] | Non
 
 
 def to_dataset(images: np.ndarray, labels: list[int], *, with_index: bool = False):
-    """A materialized Ray Dataset with ``image`` (uint8 tensor), ``label`` (int64) and optionally ``index``."""
-    import ray.data
-    from ray.data.extensions import ArrowTensorArray
+    """A materialized Ray Dataset with ``image`` (uint8 tensor), ``label`` (int64) and optionally ``index``.
 
-    tables = []
-    for start in range(0, len(labels), BLOCK_ROWS):
-        stop = min(start + BLOCK_ROWS, len(labels))
-        columns = {"image": ArrowTensorArray.from_numpy(np.ascontiguousarray(images[start:stop])),
-                   "label": pa.array(labels[start:stop], pa.int64())}
-        if with_index:
-            columns["index"] = pa.array(range(start, stop), pa.int64())
-        tables.append(pa.table(columns))
-    return ray.data.from_arrow(tables).materialize()
+    ``from_items`` builds the blocks in this process; ``from_arrow``/``from_numpy`` would run a metadata
+    task per block that needs a free CPU, which trainers of concurrent trials may all hold.
+    """
+    import ray.data
+
+    # Datasets carry the context they were made in: no progress bars for these few in-memory blocks,
+    # neither here nor on the Train workers that iterate them every epoch.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    items = [{"image": images[i], "label": int(labels[i]), **({"index": i} if with_index else {})}
+             for i in range(len(labels))]
+    return ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // BLOCK_ROWS)))
 
 
 def train_run_name(spec: dict, settings: dict) -> str:
@@ -137,7 +138,9 @@ def _fit(spec: dict, settings: dict, datasets: dict, loop_config: dict) -> Any:
         run_config=ray.train.RunConfig(storage_path=storage, name=train_run_name(spec, settings),
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
         datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        # Only the training rows are split across workers (none for one worker: a split starts a coordinator
+        # actor, seconds per trial on a small machine); rank 0 reads validation and evaluation rows whole.
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if int(train["workers"]) > 1 else []),
     )
     return trainer.fit()
 
@@ -168,7 +171,7 @@ def run_spectrogram(spec: dict, mel_inputs: dict, settings: dict, *, device: str
     build = {"name": spec["model"], "variant": spec["variant"], "params": dict(spec.get("params") or {})}
     loop_config = {"model": build, "weights": {"source": weights["source"], "dir": weights.get("dir")},
                    "train": spec["train"], "seed": seed, "has_valid": bool(valid_ids),
-                   "cpus_per_worker": WORKER_CPUS, "cache_trunk": True}
+                   "cpus_per_worker": max(1, round(WORKER_CPUS)), "cache_trunk": True}
     t0 = time.perf_counter()
     result = _fit(spec, settings, datasets, loop_config)
     timings["fit_s"] = time.perf_counter() - t0

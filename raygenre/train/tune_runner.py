@@ -2,6 +2,11 @@
 
 A Tune function trial runs :func:`raygenre.train.trial.run_trial`; its record reaches the driver as
 the trial's final result and :class:`RecordWriter` appends it there, once, as the trial finishes.
+
+Trials that drive a trainer (distributed XGBoost, every spectrogram model) reserve almost nothing
+themselves: their trainer's workers hold the CPUs/GPUs. :func:`max_concurrent` then caps how many such
+trials run at once so that all their workers fit the cluster; otherwise Tune would start a trial per
+free CPU and every trainer would wait forever for workers' resources the trials themselves hold.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from raygenre.records import append_record, latest_by_trial, read_records, recor
 from raygenre.train.trial import failed_record, run_trial
 
 DISTRIBUTED_TRIAL_CPU = 0.01  # the trial only waits on its trainer; Tune refuses 0 CPUs
+TRAINER_FAMILIES = ("spectrogram",)  # families whose trial launches a Ray Train TorchTrainer
 
 
 class RecordWriter(tune.Callback):
@@ -64,7 +70,8 @@ def tune_trial(config: dict, inputs: dict, settings: dict) -> None:
 
 
 def gpus_for(cfg: ExperimentConfig, spec: dict) -> float:
-    """GPUs per trial: the registry's default, ``train.gpus_per_worker`` for neural models."""
+    """GPUs per trial: the registry's default, ``train.gpus_per_worker`` for neural models (for a trial
+    that drives a trainer, the GPUs of each of its workers)."""
     entry = get_model(spec["model"])
     setting = (spec.get("train") or {}).get("gpus_per_worker", entry.gpus) if entry.neural else entry.gpus
     if setting == "auto":
@@ -78,21 +85,27 @@ def uses_distributed_xgboost(cfg: ExperimentConfig, trials: list[dict]) -> bool:
     return cfg.xgboost.backend == "distributed" and any(t["model"] in XGBOOST_MODELS for t in trials)
 
 
+def drives_trainer(spec: dict) -> bool:
+    """True for trials whose work runs in a Ray Train trainer's workers, not in the trial itself."""
+    return spec["family"] in TRAINER_FAMILIES
+
+
 def resources_for(cfg: ExperimentConfig, trials: list[dict]):
     """Per-trial resources: the registry's CPUs (or ``resources.cpus_per_trial``) and GPUs.
 
-    A distributed-XGBoost trial reserves almost nothing: its ``XGBoostTrainer`` places its workers
-    in a placement group of its own (see ``raygenre.train.xgb``), capped by :func:`max_concurrent`.
+    A distributed-XGBoost or spectrogram trial reserves almost nothing: its trainer places its workers
+    in a placement group of its own (see ``raygenre.train.xgb``, ``raygenre.train.torch_runner``),
+    capped by :func:`max_concurrent`.
     """
     from raygenre.train.tabular_runner import XGBOOST_MODELS
 
     cpus = cfg.resources.cpus_per_trial
     distributed = cfg.xgboost.backend == "distributed"
-    gpus = {t["trial_key"]: gpus_for(cfg, t) for t in trials}
+    gpus = {t["trial_key"]: gpus_for(cfg, t) for t in trials if not drives_trainer(t)}
 
     def request(config: dict):
         spec = config["trial"]
-        if spec["model"] in XGBOOST_MODELS and distributed:
+        if (spec["model"] in XGBOOST_MODELS and distributed) or drives_trainer(spec):
             return {"cpu": DISTRIBUTED_TRIAL_CPU}
         gpu = gpus.get(spec["trial_key"], 0.0)
         return {"cpu": cpus, "gpu": gpu} if gpu else {"cpu": cpus}
@@ -100,13 +113,34 @@ def resources_for(cfg: ExperimentConfig, trials: list[dict]):
     return request
 
 
+def trainer_room(cfg: ExperimentConfig, trials: list[dict]) -> int | None:
+    """How many trainer-driving trials fit at once: cluster CPUs // CPUs per trainer, and for GPU
+    trainers also cluster GPUs // GPUs per trainer (the largest trainer of the study decides)."""
+    from raygenre.train.torch_runner import WORKER_CPUS
+
+    trainers = [t for t in trials if drives_trainer(t)]
+    if not trainers:
+        return None
+    res = ray.cluster_resources()
+    workers = max(int((t.get("train") or {}).get("workers", 1)) for t in trainers)
+    room = int(res.get("CPU", 1) // (workers * WORKER_CPUS + DISTRIBUTED_TRIAL_CPU))
+    gpus = max(gpus_for(cfg, t) for t in trainers)
+    if gpus:
+        room = min(room, int(res.get("GPU", 0) // (workers * gpus)))
+    return max(1, room)
+
+
 def max_concurrent(cfg: ExperimentConfig, trials: list[dict]) -> int | None:
-    """The configured cap; for distributed XGBoost at most as many trials as the cluster has
-    room for their workers, so no trainer waits forever for CPUs other trials hold."""
+    """The configured cap; for trials that drive a trainer (distributed XGBoost, spectrogram models) at
+    most as many as the cluster has room for their workers, so no trainer waits forever for CPUs or
+    GPUs that other trials hold."""
     configured = cfg.resources.max_concurrent_trials
-    if not uses_distributed_xgboost(cfg, trials):
+    rooms = [room for room in (trainer_room(cfg, trials),) if room]
+    if uses_distributed_xgboost(cfg, trials):
+        rooms.append(max(1, int(ray.cluster_resources().get("CPU", 1) // cfg.xgboost.workers)))
+    if not rooms:
         return configured
-    room = max(1, int(ray.cluster_resources().get("CPU", 1) // cfg.xgboost.workers))
+    room = min(rooms)
     return min(room, configured) if configured else room
 
 
