@@ -62,6 +62,8 @@ def main(argv: list[str]) -> int:
     python = str(ensure_venv())
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if command == "demo":
+        env.setdefault("RAYGENRE_QUIET", "1")  # raygenre's progress lines, not Ray's own log lines
+    if command == "demo":
         args = rest or ["all", "--profile", "quick", "--data", "synthetic", "--storage", "runs",
                         "--name", "demo", "--report-dir", "reports/demo"]
         return subprocess.run([python, "-m", "raygenre.sweep", *args], cwd=ROOT, env=env).returncode
