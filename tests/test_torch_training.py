@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from raygenre.config import load_experiment
+from raygenre.config import ExperimentConfig
 from raygenre.genres import GENRES
 from raygenre.records import build_record, validate_record
 from raygenre.train.plan import plan_experiment
@@ -28,6 +32,8 @@ from raygenre.train.torch_loop import (
 from raygenre.train.torch_runner import read_rows, split_rows, train_run_name
 
 SIZE = 64  # the smallest square every net takes (AlexNet needs 63)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PARKED = pytest.mark.skip(reason="not yet reliable on a shared 2-CPU test Ray: on 2026-11-26 a TrainController "
                         "outlived the killed trial and held its placement group, and the next trainer test waited "
@@ -66,11 +72,17 @@ def write_mel_shards(root: Path, clips_per_genre: int, augmented: int = 2, seed:
 
 def spectrogram_spec(model: str, variant: str | None = None, *, test_fraction: float = 0.25,
                      augment: bool = False, **train) -> dict:
-    """A planned exp1/exp2 trial spec for one model (random weights), with ``train`` overrides."""
-    experiment = "exp2" if augment else "exp1"
-    overrides = {"models": [{"name": model, **({"variant": variant} if variant else {})}],
-                 "split": {"test_fraction": test_fraction}, "weights": {"source": "random"}, "train": train}
-    return plan_experiment(load_experiment(experiment, "quick", overrides))[0]
+    """A planned exp1 (or exp2) trial spec for one model with random weights and ``train`` overrides.
+
+    Built from the config classes alone (their defaults are base.yaml's), so no sweep file is needed.
+    """
+    cfg = ExperimentConfig.model_validate({
+        "experiment": "exp2" if augment else "exp1", "prepare": {"representations": ["mel"],
+                                                                 "augment": {"enabled": augment}},
+        "models": [{"name": model, **({"variant": variant} if variant else {})}],
+        "split": {"test_fraction": test_fraction}, "weights": {"source": "random"},
+        "train": {"optimizer": "adamw", "schedule": "cosine", "epochs": 1, **train}})
+    return plan_experiment(cfg)[0]
 
 
 # --- pure torch: no Ray ------------------------------------------------------------------------------
@@ -186,27 +198,44 @@ def _snapshot_reports(folder: Path) -> int:
         return 0
 
 
+#: A trial's driver in a process and Ray of its own: killing its process group is a killed sweep.
+CHILD = ("import json, sys, ray\n"
+         "from raygenre.train.torch_runner import run_spectrogram\n"
+         "job = json.loads(open(sys.argv[1]).read())\n"
+         "ray.init(address='local', num_cpus=2, include_dashboard=False, log_to_driver=False,\n"
+         "         object_store_memory=200 * 1024**2)\n"
+         "run_spectrogram(job['spec'], job['inputs'], job['settings'])\n")
+
+
 @PARKED
 @pytest.mark.slow
 def test_training_learns_and_a_killed_trial_resumes_from_its_last_epoch(ray_session, tmp_path):
-    """Kill the process that drives the trainer after >= 2 epochs, launch the trial again: it continues."""
+    """SIGKILL a trial (and the Ray it runs in) after >= 2 epochs, launch it again: it continues.
+
+    The kill happens in a separate process group with its own Ray, as when a user kills a sweep: killing
+    only the trial inside the shared test Ray would leave Train's placement group behind on a machine
+    that runs several Ray instances (Train's cleaner then cannot tell which cluster to ask).
+    """
     from raygenre.train.torch_runner import run_spectrogram
 
-    ray = ray_session
+    _wait_for_free_cpus(ray_session)
     ids = write_mel_shards(tmp_path / "shards", clips_per_genre=4)
     inputs = {"shard_dir": str(tmp_path / "shards"), "ids": ids}
     settings = {"train_storage": str(tmp_path / "train"), "run": {"data_hash": "test"}}
     spec = spectrogram_spec("cnn", epochs=8, batch_size=8, learning_rate=0.003)
+    (tmp_path / "job.json").write_text(json.dumps({"spec": spec, "inputs": inputs, "settings": settings}))
     folder = tmp_path / "train" / train_run_name(spec, settings)
-    driver = ray.remote(num_cpus=0, max_retries=0)(run_spectrogram).remote(spec, inputs, settings)
-    deadline = time.time() + 180
-    while _snapshot_reports(folder) < 2 and time.time() < deadline:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "job.json")], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while _snapshot_reports(folder) < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    ray.cancel(driver, force=True)  # the trial's process dies: its controller and workers go with it
+    os.killpg(proc.pid, signal.SIGKILL)  # the trial, its trainer and the Ray they ran in, at once
+    proc.wait(timeout=30)
     killed_after = _snapshot_reports(folder)
-    assert killed_after >= 2
-    _remove_orphaned_placement_groups(ray)
-    result = run_spectrogram(spec, inputs, settings)
+    assert killed_after >= 2, "the killed run reported two epochs"
+    result = run_spectrogram(spec, inputs, settings)  # the re-launched trial, on the test's Ray
     history = result["history"]
     assert [h["epoch"] for h in history] == list(range(1, 9))       # one entry per epoch
     first = [h["epoch"] for h in history if h["attempt"] == 1]
@@ -217,31 +246,11 @@ def test_training_learns_and_a_killed_trial_resumes_from_its_last_epoch(ray_sess
     assert result["params"] == {"total": 391_466, "trainable": 391_466} and result["weights"] is None
     assert Path(result["fitted"]["state_dict_path"]).is_file() and result["fitted"]["contains"] == "all"
     validate_record(build_record(spec, settings, result=result))
-    _wait_for_free_cpus(ray)
-
-
-def _remove_orphaned_placement_groups(ray, grace: float = 5.0) -> None:
-    """The killed trainer's placement group, if Train's cleaner did not remove it.
-
-    Train's ``PlacementGroupCleaner`` finds the dead controller through the state API, which refuses to
-    pick a cluster when several Ray instances run on one machine (a shared test machine); killing the
-    whole sweep, as a user does, takes its placement groups with it. Nothing else runs here now.
-    """
-    deadline = time.time() + grace
-    while time.time() < deadline:
-        live = [pg for pg, info in ray.util.placement_group_table().items() if info["state"] == "CREATED"]
-        if not live:
-            return
-        time.sleep(0.5)
-    from ray._raylet import PlacementGroupID
-    from ray.util.placement_group import PlacementGroup, remove_placement_group
-
-    for pg_id in live:
-        remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
+    _wait_for_free_cpus(ray_session)
 
 
 def _wait_for_free_cpus(ray, timeout: float = 30.0) -> None:
-    """Every CPU is free again: nothing (placement group, worker) leaked from a killed or finished trainer."""
+    """Every CPU is free: nothing leaked from a finished trainer, and the next one will not wait forever."""
     deadline = time.time() + timeout
     while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.time() < deadline:
         time.sleep(0.2)
@@ -255,6 +264,7 @@ def test_two_workers_selection_valid_and_phase_change(ray_session, tmp_path):
     epoch and its early-stopping decision reaches both ranks; the fitted model is the best epoch's."""
     from raygenre.train.torch_runner import run_spectrogram
 
+    _wait_for_free_cpus(ray_session)
     ids = write_mel_shards(tmp_path / "shards", clips_per_genre=4)
     settings = {"train_storage": str(tmp_path / "train"), "run": {"data_hash": "test"}}
     spec = spectrogram_spec("resnet18", "last_then_all", epochs=4, batch_size=8, workers=2, selection="valid",

@@ -37,6 +37,9 @@ from raygenre.stats import classification_metrics
 WORKER_CPUS = 0.99
 BLOCK_ROWS = 256         # rows per Ray Data block (~12 MB of 128x128x3 uint8)
 TRAIN_POLL_S = "0.25"    # Train's controller poll; its 2 s default makes every per-epoch report wait ~2 s
+#: Worker-group start attempts (60 s each, Train's default) before the trainer gives up: Train's default is to
+#: retry forever, so a trial whose workers can never be placed (resources held elsewhere) would hang the sweep.
+START_ATTEMPTS = 10
 POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 
 
@@ -135,8 +138,10 @@ def _fit(spec: dict, settings: dict, datasets: dict, loop_config: dict) -> Any:
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(num_workers=int(train["workers"]), use_gpu=gpus > 0,
                                                resources_per_worker=per_worker),
-        run_config=ray.train.RunConfig(storage_path=storage, name=train_run_name(spec, settings),
-                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
+        run_config=ray.train.RunConfig(
+            storage_path=storage, name=train_run_name(spec, settings),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            failure_config=ray.train.FailureConfig(controller_failure_limit=START_ATTEMPTS)),
         datasets=datasets,
         # Only the training rows are split across workers (none for one worker: a split starts a coordinator
         # actor, seconds per trial on a small machine); rank 0 reads validation and evaluation rows whole.
