@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from raygenre.data.audio import AudioError, load_bytes
+from raygenre.errors import ArtifactError
 from raygenre.genres import GENRES
 from raygenre.models.artifacts import KeptModel, load_kept_model
 
@@ -34,7 +35,8 @@ class Predictor:
         self.clip_seconds = float(audio.get("clip_seconds", 30.0))
         self.min_seconds = float(audio.get("min_seconds", 0.0))
         if self.model.meta.get("representation") != "features":
-            raise NotImplementedError("only feature models can be kept yet")
+            raise ArtifactError(f"{folder} is a {self.model.meta.get('representation')} model; only feature models "
+                                f"can predict audio so far.")
 
     def features(self, data: bytes, name: str) -> np.ndarray:
         """(windows, columns) feature matrix of one file, in the model's column order."""

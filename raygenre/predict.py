@@ -152,10 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     except RaygenreError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except NotImplementedError:
-        print(f"error: the kept model {record['model']} ({record['family']}) cannot predict audio yet: only feature "
-              f"models can so far.", file=sys.stderr)
-        return 2
     for r in results:
         if r["error"]:
             print(f"error: {r['path']}: {r['error']}", file=sys.stderr)
