@@ -190,6 +190,24 @@ def test_train_run_name_is_stable_path_safe_and_follows_settings():
 
 # --- on Ray -----------------------------------------------------------------------------------------
 
+def test_spectrogram_trials_reserve_little_and_cap_concurrency_to_fit_their_workers(ray_session):
+    """On the 2-CPU test Ray: two 1-worker trainers fit beside their trials (0.01 + 0.99 CPU each), one 2-worker."""
+    from raygenre.train.tune_runner import max_concurrent, resources_for
+
+    def plan(workers: int) -> tuple[ExperimentConfig, list[dict]]:
+        cfg = ExperimentConfig.model_validate({
+            "experiment": "exp1", "prepare": {"representations": ["mel"]}, "train": {"workers": workers},
+            "models": [{"name": "cnn"}, {"name": "vgg16", "variant": "fc6"}], "weights": {"source": "random"}})
+        return cfg, plan_experiment(cfg)
+
+    cfg, trials = plan(1)
+    assert [resources_for(cfg, trials)({"trial": t}) for t in trials] == [{"cpu": 0.01}] * 2
+    assert max_concurrent(cfg, trials) == 2
+    assert max_concurrent(*plan(2)) == 1
+    capped = cfg.model_copy(update={"resources": cfg.resources.model_copy(update={"max_concurrent_trials": 1})})
+    assert max_concurrent(capped, trials) == 1
+
+
 def _snapshot_reports(folder: Path) -> int:
     snapshot = folder / "checkpoint_manager_snapshot.json"
     try:
