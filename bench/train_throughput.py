@@ -314,6 +314,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{name:>8} {variant:<13} {row['images_per_s']:10.1f} img/s{extra}", flush=True)
     report = {"benchmark": "train_throughput", "part": "a_plain_torch", "machine": info, "settings": settings,
               "results": results}
+    if args.compare_fp32 and args.bf16 and args.device == "cuda":
+        print("# (a) baseline: the same steps in fp32, NCHW; speed-up = bf16(+channels_last) / fp32")
+        for row in results:
+            if "error" in row:
+                continue
+            torch.manual_seed(0)
+            fp32 = plain_torch_images_per_s(row["model"], row["variant"], args.device, args.batch, args.steps,
+                                             args.warmup, False, False, args.size)
+            row["fp32_images_per_s"], row["speedup_vs_fp32"] = fp32, row["images_per_s"] / fp32
+            print(f"{row['model']:>8} {row['variant']:<13} fp32 {fp32:10.1f} img/s   speed-up "
+                  f"{row['speedup_vs_fp32']:.2f}x", flush=True)
+    if args.wav2vec2:
+        report["wav2vec2"] = wav2vec2_rows(args)
     if args.ray:
         ray_results = ray_train_images_per_s(pairs, args, torch.get_num_threads())
         print("# (b) Ray Train + Ray Data, and b/a")
@@ -328,6 +341,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"{row['model']:>8} {row['variant']:<13} b: {b}", flush=True)
         report["part"] = "a_plain_torch+b_ray_train"
     return report
+
+
+def wav2vec2_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Wav2Vec2 base (random init, 30 s clips): seconds per clip, and the FLOP rate that implies."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from wav2vec2_throughput import measure_row  # a sibling benchmark; it imports transformers
+
+    print(f"# Wav2Vec2 base, {args.w2v_seconds:g} s clips, batch {args.w2v_batch}"
+          f"{', bf16' if args.bf16 and args.device == 'cuda' else ', fp32'}")
+    rows = []
+    for variant in ("frozen", "progressive", "layer_probe"):
+        row = measure_row(variant, args.device, args.bf16 and args.device == "cuda", args.w2v_batch,
+                          max(2, args.steps // 2), args.w2v_seconds)
+        rows.append(row)
+        print(f"{'wav2vec2':>8} {variant:<13} {row['seconds_per_clip'] * 1e3:10.2f} ms/clip   "
+              f"~{row['est_tflop_per_s']:.0f} TFLOP/s (estimate {row['est_tflop_per_clip']:.2f} TFLOP/clip)",
+              flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,6 +380,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="(b) a prepared shard set (its mel/ rows; sets --size); default: random images")
     parser.add_argument("--rows", type=int, default=800, help="(b) rows of the random shard set (default 800)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--compare-fp32", action="store_true",
+                        help="(a, CUDA with --bf16) also time each step in fp32 NCHW and print the speed-up")
+    parser.add_argument("--wav2vec2", action="store_true",
+                        help="also time Wav2Vec2 base (frozen embedding pass, progressive training step)")
+    parser.add_argument("--w2v-batch", type=int, default=8, help="Wav2Vec2 clips per batch (default 8)")
+    parser.add_argument("--w2v-seconds", type=float, default=30.0, help="Wav2Vec2 clip length (default 30 s)")
     args = parser.parse_args(argv)
     if min(args.batch, args.steps, args.size, args.rows) < 1 or args.warmup < 0:
         parser.error("--batch, --steps, --size and --rows must be >= 1 and --warmup >= 0")

@@ -27,6 +27,10 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 from raygenre.models.waveform import SAMPLE_RATE, build_waveform_model, normalize_clip, param_counts
 
 BENCH_VARIANTS = ("frozen", "progressive", "layer_probe")
+# DEEP_MODELS_NOTES.md section 4: ~1.2 TFLOP for a training step on a 30 s clip (conv encoder frozen);
+# an inference-only embedding pass is about a third of that (forward only). Estimates, scaled by length.
+TRAIN_STEP_TFLOP_PER_30S = 1.2
+EMBED_TFLOP_PER_30S = 0.4
 
 
 def _sync(device: torch.device) -> None:
@@ -89,6 +93,26 @@ def _measure(variant: str, device: str | torch.device, bf16: bool, batch: int, s
     return (seconds, *param_counts(model))
 
 
+def measure_row(variant: str, device: str | torch.device, bf16: bool, batch: int, steps: int,
+                clip_seconds: float = 30.0) -> dict[str, object]:
+    """One variant's timing as a result row, with the FLOP rate the per-clip estimate implies."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    seconds, total, trainable = _measure(variant, dev, bf16, batch, steps, clip_seconds)
+    tflop = (TRAIN_STEP_TFLOP_PER_30S if variant == "progressive" else EMBED_TFLOP_PER_30S) * clip_seconds / 30
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
+    return {
+        "variant": variant, "device": str(dev), "device_name": name, "threads": torch.get_num_threads(),
+        "bf16": bf16, "batch": batch, "steps": steps, "clip_seconds": clip_seconds,
+        "seconds_per_clip": round(seconds, 5), "clips_per_second": round(1 / seconds, 2),
+        "est_tflop_per_clip": round(tflop, 3), "est_tflop_per_s": round(tflop / seconds, 1),
+        "params_total": total, "params_trainable": trainable,
+        "peak_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2) if dev.type == "cuda" else None,
+        "torch": torch.__version__,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -101,19 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     dev = torch.device(args.device)
     if dev.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for whatever bf16 autocast leaves in fp32
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
     for variant in args.variants:
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
-        seconds, total, trainable = _measure(variant, dev, args.bf16, args.batch, args.steps, args.clip_seconds)
-        print(json.dumps({
-            "variant": variant, "device": str(dev), "device_name": name, "threads": torch.get_num_threads(),
-            "bf16": args.bf16, "batch": args.batch, "steps": args.steps, "clip_seconds": args.clip_seconds,
-            "seconds_per_clip": round(seconds, 5), "clips_per_second": round(1 / seconds, 2),
-            "params_total": total, "params_trainable": trainable,
-            "peak_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2) if dev.type == "cuda" else None,
-            "torch": torch.__version__,
-        }), flush=True)
+        print(json.dumps(measure_row(variant, dev, args.bf16, args.batch, args.steps, args.clip_seconds)), flush=True)
 
 
 if __name__ == "__main__":
