@@ -103,11 +103,13 @@ class TrainConfig(Strict):
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["constant", "cosine", "step"] = "constant"
+    schedule: Literal["constant", "cosine", "step", "plateau"] = "constant"
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(32, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    workers: int = Field(1, ge=1)
+    # Ray Train workers per trial; 0 is Train's local mode: the training function runs in the Tune trial's own
+    # process (no worker group to start: ~15 s per trial on a small CPU machine, more than a quick run trains).
+    workers: int = Field(1, ge=0)
     gpus_per_worker: float | Literal["auto"] = "auto"  # auto: 1 when the cluster has GPUs
     selection: Literal["last", "valid"] = "last"
     validation_fraction: float = Field(0.2, gt=0, lt=1)

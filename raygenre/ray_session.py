@@ -25,9 +25,11 @@ def ray_session(num_cpus: int | None = None) -> Iterator[bool]:
     from ray.data import DataContext
 
     quiet = quiet_console()
+    if quiet:  # Tune's legacy console output honours verbose=0 (the new one still prints a box per study)
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started = not ray.is_initialized()
     if started:
-        kwargs = {"log_to_driver": not quiet, "logging_level": logging.WARNING if quiet else logging.INFO}
+        kwargs = {"log_to_driver": not quiet, "logging_level": logging.ERROR if quiet else logging.INFO}
         if os.environ.get("RAY_ADDRESS"):
             ray.init(**kwargs)
         else:

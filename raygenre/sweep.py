@@ -96,11 +96,11 @@ def check_weights_early(configs: list[ExperimentConfig]) -> None:
         for model in cfg.models:
             entry = get_model(model.name)
             weights = model.weights_config(cfg.weights)
-            key = (model.name, weights.source, weights.dir)
+            key = (model.name, weights.source, weights.dir, str(model.params.get("backbone")))
             if entry.preflight and key not in seen:
                 seen.add(key)
-                print(f"[sweep] weights of {model.name}: "
-                      f"{resolve_builder(entry.preflight)(model.name, weights.source, weights.dir)}", flush=True)
+                found = resolve_builder(entry.preflight)(model.name, weights.source, weights.dir, dict(model.params))
+                print(f"[sweep] weights of {model.name}: {found}", flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,7 +93,6 @@ def test_overrides_and_cli_errors_fail_before_ray(tmp_path, capsys):
     was_running = ray.is_initialized()
     for argv, message in [
         (["exp9"], "unknown experiment"),
-        (["exp1"], "not part of this release"),
         (["exp4", "--data", str(tmp_path / "missing")], "is neither"),
         (["exp4", "--features-csv", str(tmp_path / "none.csv")], "does not exist"),
         (["exp4", "--set", "exp4.bootstrap=3"], "exp4.bootstrap: unknown key"),

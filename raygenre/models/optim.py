@@ -13,7 +13,7 @@ import torch
 from raygenre.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "plateau")
 
 
 def make_optimizer(params: Iterable, name: str, learning_rate: float, weight_decay: float = 0.0
@@ -30,8 +30,15 @@ def make_optimizer(params: Iterable, name: str, learning_rate: float, weight_dec
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int
-                   ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch schedule: ``constant``; ``cosine`` to zero over ``epochs``; ``step`` x0.1 at 1/2 and 3/4."""
+                   ) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """Per-epoch schedule: ``constant``; ``cosine`` to zero over ``epochs``; ``step`` x0.1 at 1/2 and 3/4;
+    ``plateau`` x0.1 after 2 epochs without a lower training loss (step it with :func:`step_scheduler`).
+
+    ``plateau`` is for Wav2Vec2's progressive row: the study names "an adaptive learning rate scheduler"
+    without saying which, and it has no validation split, so the epoch's training loss is what it watches.
+    """
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=2)
     if name == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
     if name == "cosine":
@@ -40,3 +47,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int
         milestones = sorted({max(1, epochs // 2), max(1, (3 * epochs) // 4)})
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
     raise ConfigError(f"unknown schedule '{name}' (train.schedule): choose one of {', '.join(SCHEDULES)}.")
+
+
+def step_scheduler(scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau,
+                   epoch_loss: float) -> None:
+    """End-of-epoch step: ``plateau`` watches the epoch's loss, the others count epochs."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(epoch_loss)
+    else:
+        scheduler.step()

@@ -136,3 +136,8 @@ for _name, _variants, _pretrained, _text in (
     register(ModelEntry(_name, "spectrogram", _variants, _SPECTROGRAM, neural=True, gpus="auto",
                         pretrained=_pretrained, preflight=_WEIGHTS_CHECK if _pretrained else None,
                         description=_text))
+
+register(ModelEntry("wav2vec2", "waveform", ("frozen", "progressive", "layer_probe"),
+                    "raygenre.models.waveform:build_from_config", neural=True, gpus="auto", pretrained=True,
+                    preflight="raygenre.models.waveform:preflight",
+                    description="Wav2Vec2 (facebook/wav2vec2-base) with the study's heads; layer_probe beyond it"))

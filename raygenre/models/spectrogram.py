@@ -40,6 +40,7 @@ from torch import nn
 from raygenre.errors import ConfigError
 from raygenre.genres import N_CLASSES
 from raygenre.models import imagenet
+from raygenre.models.counting import param_counts  # noqa: F401  (re-exported)
 from raygenre.models.imagenet import IMAGENET_MODELS, WEIGHT_FILES, FreezePlan
 
 __all__ = ["IMAGENET_MODELS", "SPECTROGRAM_VARIANTS", "WEIGHT_FILES", "SpectrogramNet", "build_spectrogram_model",
@@ -264,6 +265,10 @@ class SpectrogramNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def model_input(self, batch: dict[str, torch.Tensor], channels_last: bool = False) -> torch.Tensor:
+        """A batch of uint8 ``image`` rows -> this net's normalised float input (:func:`to_model_input`)."""
+        return to_model_input(batch["image"], self.normalization, channels_last)
+
     def frozen_modules(self, epoch: int) -> tuple[nn.Module, ...]:
         """The submodules frozen during ``epoch`` (0-based)."""
         plan = self._plan
@@ -302,13 +307,6 @@ class SpectrogramNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name}, variant={self.variant}, weights={self.weights}"
-
-
-def param_counts(model: nn.Module) -> tuple[int, int]:
-    """(total, trainable) parameter counts; buffers such as BatchNorm running statistics are not counted."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
 
 
 def to_model_input(images_uint8_nhwc: torch.Tensor, normalization: str, channels_last: bool = False) -> torch.Tensor:
@@ -358,7 +356,7 @@ def _resolve_weights(name: str, weights: str, weights_dir: str | None) -> tuple[
     return f"file:{imagenet.check_path(weights)}", weights
 
 
-def check_weights(name: str, weights: str, weights_dir: str | None = None) -> str:
+def check_weights(name: str, weights: str, weights_dir: str | None = None, params: dict | None = None) -> str:
     """Resolve ``weights`` without building the net (downloading if missing and possible); describe them.
 
     Returns ``"random"``, ``"pretrained:IMAGENET1K_V1 (<path>)"`` or ``"file:<path>"``. Meant as the

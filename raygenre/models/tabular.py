@@ -40,7 +40,7 @@ from xgboost import XGBClassifier
 from raygenre.config import TrainConfig
 from raygenre.errors import ConfigError
 from raygenre.genres import N_CLASSES
-from raygenre.models.optim import make_optimizer, make_scheduler
+from raygenre.models.optim import make_optimizer, make_scheduler, step_scheduler
 
 #: Appendix C of the study: the tuned XGBoost hyper-parameters (scikit-learn names).
 TUNED_XGBOOST_PARAMS: dict[str, Any] = {
@@ -240,14 +240,17 @@ class TorchTabularClassifier(ClassifierMixin, BaseEstimator):
         model.train()
         for _ in range(self.epochs):
             order = torch.randperm(n, generator=generator).to(device)
+            epoch_loss = 0.0
             for start in range(0, n, self.batch_size):
                 idx = order[start:start + self.batch_size]
                 if idx.numel() < 2:  # a batch of one breaks BatchNorm; the row is seen in other epochs
                     continue
                 optimizer.zero_grad(set_to_none=True)
-                loss_fn(model(X[idx]), y[idx]).backward()
+                loss = loss_fn(model(X[idx]), y[idx])
+                loss.backward()
                 optimizer.step()
-            scheduler.step()
+                epoch_loss += float(loss.detach()) * idx.numel()
+            step_scheduler(scheduler, epoch_loss / n)
         return model.eval()
 
     def predict_proba(self, X) -> np.ndarray:

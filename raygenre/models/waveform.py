@@ -45,213 +45,43 @@ trainer can cache ``embed`` once and train only the head: in ``eval()``
 from __future__ import annotations
 
 import math
-import os
-import socket
-import threading
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from transformers import Wav2Vec2Config, Wav2Vec2Model
+from transformers import Wav2Vec2Model
 
-from raygenre.errors import ConfigError, WeightsError
+from raygenre.errors import ConfigError
 from raygenre.genres import N_CLASSES
+from raygenre.models.counting import param_counts
+from raygenre.models.wav2vec2_weights import DEFAULT_BACKBONE, TINY_BACKBONE, check_backbone, load_backbone
+
+__all__ = ["DEFAULT_BACKBONE", "TINY_BACKBONE", "check_backbone", "load_backbone", "param_counts"]
 
 WAVEFORM_VARIANTS = ("frozen", "progressive", "layer_probe")
-DEFAULT_BACKBONE = "facebook/wav2vec2-base"
+INT16_SCALE = 32767.0  # waveform shards hold int16 samples
 SAMPLE_RATE = 16_000
 DEFAULT_FROZEN_EPOCHS = 5
-SCHEDULES = ("constant", "plateau")
 
-#: The study's training settings per variant. ``plateau`` is ReduceLROnPlateau(factor 0.1) on the epoch's
-#: training loss (:func:`make_scheduler`): the study names "an adaptive learning rate scheduler" and
-#: "1e-4/10" without saying which, and it has no validation split to watch. ``layer_probe`` copies ``frozen``.
+#: The study's training settings per variant (sweeps/exp3.yaml sets them; a test checks it). ``plateau`` is
+#: ReduceLROnPlateau(factor 0.1) on the epoch's training loss (:func:`raygenre.models.optim.make_scheduler`):
+#: the study names "an adaptive learning rate scheduler" and "1e-4/10" without saying which, and it has no
+#: validation split to watch. ``layer_probe`` copies ``frozen``.
 DEFAULT_TRAINING: dict[str, dict[str, Any]] = {
     "frozen": {"learning_rate": 1e-3, "epochs": 10, "schedule": "constant"},
     "progressive": {"learning_rate": 1e-4, "epochs": 15, "schedule": "plateau"},
     "layer_probe": {"learning_rate": 1e-3, "epochs": 10, "schedule": "constant"},
 }
 
-#: ``params`` keys each variant accepts (anything else is a ConfigError naming the key).
+#: ``params`` keys each variant accepts (anything else is a ConfigError naming the key). ``backbone`` is a
+#: Hugging Face id, a save_pretrained folder or ``tiny`` (random weights only); ``weights.source`` says
+#: whether its pretrained weights load.
+_COMMON_PARAMS = ("chunk_seconds", "sample_rate", "backbone")
 VARIANT_PARAMS: dict[str, tuple[str, ...]] = {
-    "frozen": ("chunk_seconds", "sample_rate"),
-    "progressive": ("chunk_seconds", "sample_rate", "frozen_epochs", "train_feature_encoder", "norm"),
-    "layer_probe": ("chunk_seconds", "sample_rate"),
+    "frozen": _COMMON_PARAMS,
+    "progressive": (*_COMMON_PARAMS, "frozen_epochs", "train_feature_encoder", "norm"),
+    "layer_probe": _COMMON_PARAMS,
 }
-
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
-_OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-_PROBE_TIMEOUT_S = 3.0
-
-
-# --------------------------------------------------------------------------------------------------
-# Weights
-# --------------------------------------------------------------------------------------------------
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def resolve_offline(offline: bool | None) -> bool:
-    """``offline`` if given, else whether HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set now.
-
-    Read at call time: huggingface_hub reads these once at import, which misses a later ``setenv``.
-    """
-    if offline is not None:
-        return bool(offline)
-    return any(_truthy(os.environ.get(name)) for name in _OFFLINE_ENV)
-
-
-def _hub_cache(cache_dir: str | None) -> str:
-    """The folder ``from_pretrained`` looks in: ``cache_dir`` or huggingface_hub's HF_HUB_CACHE."""
-    from huggingface_hub import constants
-
-    return str(cache_dir) if cache_dir else constants.HF_HUB_CACHE
-
-
-def _looks_like_path(name: str) -> bool:
-    """A hub id is ``name`` or ``org/name``; anything else path-shaped is meant as a folder."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
-
-
-def _local_weights_file(folder: Path) -> Path | None:
-    for name in WEIGHT_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
-def _check_local_folder(folder: Path, *, need_weights: bool) -> None:
-    if not folder.is_dir():
-        raise WeightsError(f"Wav2Vec2 weights folder {folder} does not exist; set weights.source to a folder "
-                           "written by save_pretrained (config.json and model.safetensors).")
-    if not (folder / "config.json").is_file():
-        raise WeightsError(f"Wav2Vec2 weights folder {folder} has no config.json; set weights.source to a folder "
-                           "written by save_pretrained.")
-    if need_weights and _local_weights_file(folder) is None:
-        raise WeightsError(f"Wav2Vec2 weights folder {folder} has config.json but no model.safetensors or "
-                           "pytorch_model.bin; set weights.source to a folder written by save_pretrained.")
-
-
-def _cached_weights(model_id: str, cache_dir: str | None) -> str | None:
-    """The cached weights file of ``model_id`` (None unless config.json and a weights file are cached)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        config = try_to_load_from_cache(model_id, "config.json", cache_dir=cache_dir)
-    except ValueError as exc:  # HFValidationError: not a repo id
-        raise WeightsError(f"Wav2Vec2 backbone '{model_id}' is neither an existing folder nor a valid Hugging "
-                           "Face model id; set weights.source to a save_pretrained folder.") from exc
-    if not isinstance(config, str):
-        return None
-    for name in WEIGHT_FILES:
-        found = try_to_load_from_cache(model_id, name, cache_dir=cache_dir)
-        if isinstance(found, str):
-            return found
-    return None
-
-
-def _hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
-    """Whether the hub's host accepts a TCP connection within ``timeout`` s (True behind a proxy).
-
-    Without this, a machine with no network waits through huggingface_hub's retries (~35 s per file)
-    before failing; the probe runs in a thread so that a hanging DNS lookup is cut off too.
-    """
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-    answered: list[bool] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            answered.append(True)
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(answered)
-
-
-def _missing_sentence(model_id: str, cache_dir: str | None, reason: str) -> str:
-    return (f"Wav2Vec2 weights '{model_id}' are not in the Hugging Face cache {_hub_cache(cache_dir)} and {reason}; "
-            f"download them there with `hf download {model_id}` where there is network, or set weights.source "
-            "to a local save_pretrained folder.")
-
-
-def _plan(weights: str, name_or_path: str, cache_dir: str | None, offline: bool | None) -> tuple[str, str, str]:
-    """``(kind, source, description)`` with kind in random-base / random-config / local / cache / download.
-
-    Raises WeightsError for anything that cannot load, without loading weights.
-    """
-    if weights == "random":
-        if Path(name_or_path).expanduser().is_dir():
-            folder = Path(name_or_path).expanduser()
-            _check_local_folder(folder, need_weights=False)
-            return "random-config", str(folder), f"random init (untrained), config from {folder}"
-        if name_or_path == DEFAULT_BACKBONE:
-            return "random-base", name_or_path, "random init (untrained), Wav2Vec2 base config"
-        raise WeightsError(f"random Wav2Vec2 weights need the base backbone '{DEFAULT_BACKBONE}' or a local folder "
-                           f"with a config.json, not '{name_or_path}'.")
-    if weights != "pretrained":  # a local folder given as the weights themselves
-        folder = Path(weights).expanduser()
-        _check_local_folder(folder, need_weights=True)
-        return "local", str(folder), f"pretrained weights from local folder {folder}"
-    if Path(name_or_path).expanduser().is_dir():
-        folder = Path(name_or_path).expanduser()
-        _check_local_folder(folder, need_weights=True)
-        return "local", str(folder), f"pretrained weights from local folder {folder}"
-    if _looks_like_path(name_or_path):
-        _check_local_folder(Path(name_or_path).expanduser(), need_weights=True)  # raises: it does not exist
-    cached = _cached_weights(name_or_path, cache_dir)
-    if cached is not None:
-        return "cache", name_or_path, f"pretrained '{name_or_path}' from the Hugging Face cache ({cached})"
-    if resolve_offline(offline):
-        why = "offline was requested" if offline else "the hub is offline (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)"
-        raise WeightsError(_missing_sentence(name_or_path, cache_dir, why))
-    if not _hub_reachable():
-        raise WeightsError(_missing_sentence(name_or_path, cache_dir, "huggingface.co cannot be reached"))
-    return "download", name_or_path, f"pretrained '{name_or_path}', downloaded into {_hub_cache(cache_dir)}"
-
-
-def check_backbone(weights: str = "pretrained", name_or_path: str = DEFAULT_BACKBONE, cache_dir: str | None = None,
-                   offline: bool | None = None) -> str:
-    """Pre-flight for the driver: where the backbone will come from, without loading it into a model.
-
-    Raises WeightsError (one sentence) when it cannot load, so a config problem costs no cluster time.
-    """
-    return _plan(weights, name_or_path, cache_dir, offline)[2]
-
-
-def load_backbone(weights: str = "pretrained", *, name_or_path: str = DEFAULT_BACKBONE, cache_dir: str | None = None,
-                  offline: bool | None = None) -> Wav2Vec2Model:
-    """A float32 ``Wav2Vec2Model``: ``pretrained`` (hub id or folder), a folder path, or ``random``.
-
-    Files found locally are loaded with ``local_files_only=True`` so no hub request (and no retry
-    wait) happens; a download is only attempted when the hub is online and reachable.
-    """
-    kind, source, _ = _plan(weights, name_or_path, cache_dir, offline)
-    if kind == "random-base":
-        return Wav2Vec2Model(Wav2Vec2Config())
-    if kind == "random-config":
-        return Wav2Vec2Model(Wav2Vec2Config.from_pretrained(source, local_files_only=True))
-    try:
-        return Wav2Vec2Model.from_pretrained(source, cache_dir=cache_dir, local_files_only=kind != "download",
-                                             dtype=torch.float32)
-    except OSError as exc:
-        if kind == "download":
-            raise WeightsError(_missing_sentence(source, cache_dir, "the download failed")) from exc
-        raise WeightsError(f"Wav2Vec2 weights at {source} could not be loaded ({type(exc).__name__}); set "
-                           "weights.source to a folder written by save_pretrained.") from exc
-
 
 # --------------------------------------------------------------------------------------------------
 # Input
@@ -357,7 +187,28 @@ class WaveformClassifier(nn.Module):
         self.hidden_states = variant == "layer_probe"
         self.epoch = 0
         self.backbone_trainable = False
+        self.weights = "random"  # what the backbone was loaded from (set by build_from_config)
+        self.name = "wav2vec2"
+        # the training loop's interface, shared with the spectrogram nets:
+        self.phase_change_epochs: tuple[int, ...] = (frozen_epochs,) if frozen_epochs else ()
         self.set_epoch(0)
+
+    def frozen_trunk(self) -> None:
+        """None: a frozen backbone's features are cached by the embedding pass, not by the training loop."""
+        return None
+
+    @staticmethod
+    def model_input(batch: dict[str, torch.Tensor], channels_last: bool = False) -> torch.Tensor:
+        """A batch of int16 ``wave`` rows -> normalised float clips (see :func:`normalize_clip`).
+
+        Shard rows are already cropped or zero-padded to the clip length; each clip's real length is
+        taken as up to its last non-zero sample, so trailing padding stays out of its statistics.
+        """
+        wave = batch["wave"]
+        nonzero = wave != 0
+        last = wave.shape[1] - torch.flip(nonzero, dims=[1]).float().argmax(dim=1)
+        lengths = torch.where(nonzero.any(dim=1), last, torch.full_like(last, wave.shape[1]))
+        return normalize_clip(wave.float() / INT16_SCALE, wave.shape[1], lengths=lengths)
 
     # ---- freezing ---------------------------------------------------------------------------------
 
@@ -444,7 +295,10 @@ def _validate_params(variant: str, params: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"unknown params key '{key}' for waveform variant '{variant}': it takes "
                               f"{', '.join(allowed)}.")
     out: dict[str, Any] = {"chunk_seconds": None, "sample_rate": SAMPLE_RATE, "frozen_epochs": DEFAULT_FROZEN_EPOCHS,
-                           "train_feature_encoder": False, "norm": "batch", **params}
+                           "train_feature_encoder": False, "norm": "batch", "backbone": DEFAULT_BACKBONE, **params}
+    if not isinstance(out["backbone"], str) or not out["backbone"]:
+        raise ConfigError(f"params key 'backbone' must be a Hugging Face id, a folder or '{TINY_BACKBONE}', not "
+                          f"{out['backbone']!r}.")
     chunk = out["chunk_seconds"]
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int | float) or chunk <= 0):
         raise ConfigError(f"params key 'chunk_seconds' must be a positive number of seconds or null, not {chunk!r}.")
@@ -476,18 +330,20 @@ def build_waveform_model(variant: str, *, backbone: Wav2Vec2Model, params: dict[
                               train_feature_encoder=p["train_feature_encoder"], window_samples=window)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer,
-                   schedule: str) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
-    """The scheduler named in :data:`DEFAULT_TRAINING` (None for ``constant``); step it with the epoch's loss."""
-    if schedule == "constant":
-        return None
-    if schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=2)
-    raise ConfigError(f"unknown schedule '{schedule}': choose one of {', '.join(SCHEDULES)}.")
+def build_from_config(model_cfg: dict[str, Any], weights_cfg: dict[str, Any] | None) -> WaveformClassifier:
+    """The trial's classifier from its spec parts: backbone per ``params.backbone`` and ``weights``."""
+    params = dict(model_cfg.get("params") or {})
+    weights = weights_cfg or {}
+    source = weights.get("source", "pretrained")
+    name_or_path = params.get("backbone", DEFAULT_BACKBONE)
+    backbone = load_backbone(source, name_or_path=name_or_path, cache_dir=weights.get("dir"),
+                             offline=weights.get("offline"))
+    model = build_waveform_model(model_cfg["variant"], backbone=backbone, params=params)
+    model.weights = check_backbone(source, name_or_path, weights.get("dir"), weights.get("offline"))
+    return model
 
 
-def param_counts(model: nn.Module) -> tuple[int, int]:
-    """``(total, trainable)`` parameters now (``requires_grad``), the order of ``keras_style_param_count``."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
+def preflight(name: str, source: str, weights_dir: str | None, params: dict[str, Any] | None = None) -> str:
+    """The driver's weights check (the registry's ``preflight``): where the backbone will come from."""
+    backbone = (params or {}).get("backbone", DEFAULT_BACKBONE)
+    return check_backbone(source, backbone, weights_dir)

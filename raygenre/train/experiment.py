@@ -154,6 +154,12 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, data: 
     inputs, source, ids = load_inputs(cfg, representations_of(trials), run_dir, data)
     # 2. The split must be drawable over the usable clips for every seed, before any trial starts.
     check_splits(ids, cfg.split.name, cfg.split.seeds, cfg.split.test_fraction)
+    # 3. Frozen-backbone embeddings, once per backbone and shard set, before the head trials start.
+    if "waveform" in inputs and any(t["family"] == "waveform" for t in trials):
+        from raygenre.data.embeddings import ensure_embeddings
+
+        inputs["waveform"]["embeddings"] = ensure_embeddings(inputs["waveform"]["shard_dir"], trials,
+                                                             source.get("data_hash", ""))
     run_info = {**source, "profile": cfg.profile, "run_dir": str(run_dir), "hardware": hardware,
                 "experiment_config_hash": cfg.hash(), "clips": len(ids)}
     settings = {"xgboost": cfg.xgboost.model_dump(mode="json"), "cpus_per_trial": cfg.resources.cpus_per_trial,
@@ -161,11 +167,11 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, data: 
                 "run": run_info, "train_storage": str(run_dir / "train")}
     (run_dir / "config").mkdir(parents=True, exist_ok=True)
     (run_dir / "config" / f"{cfg.experiment}.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
-    # 3. exp4 may first choose its model on validation clips.
+    # 4. exp4 may first choose its model on validation clips.
     chosen = choose_exp4_model(cfg, inputs, settings, run_dir)
     if chosen:
         trials = plan_experiment(cfg, model=chosen)
-    # 4. Each study is one Tune run; records are appended as trials finish.
+    # 5. Each study is one Tune run; records are appended as trials finish.
     for study, study_trials in by_study(trials).items():
         run_study(cfg, study, study_trials, inputs, settings, run_dir, resume=resume)
     require_success(run_dir, trials)

@@ -1,7 +1,9 @@
 """The Ray Train worker function of a spectrogram trial, and the pure-torch steps it is made of.
 
-:func:`train_func` runs inside each ``TorchTrainer`` worker; its body is the numbered recipe of the
-issue (dataset shard -> model -> ``prepare_model`` -> optimiser and schedule -> epochs -> report). The
+:func:`train_loop` is the numbered recipe of the issue (dataset shard -> model -> ``prepare_model`` ->
+optimiser and schedule -> epochs -> report); :func:`train_func` runs it inside each ``TorchTrainer`` worker,
+and with ``train.workers: 0`` the torch runner runs it in the Tune trial itself
+(:mod:`raygenre.train.train_session`). The
 helpers above it take plain tensors and iterables, so tests drive them without Ray.
 
 Choices and why:
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -33,10 +34,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from raygenre.models.optim import make_optimizer, make_scheduler
-from raygenre.models.spectrogram import SpectrogramNet, build_spectrogram_model, param_counts, to_model_input
+from raygenre.models.counting import param_counts
+from raygenre.models.optim import make_optimizer, make_scheduler, step_scheduler
+from raygenre.models.spectrogram import SpectrogramNet, build_spectrogram_model
+from raygenre.train.train_session import STATE_FILE
 
-STATE_FILE = "state.pt"
 FITTED_FILE = "model.safetensors"
 PREDICTIONS_FILE = "predictions.json"
 SHUFFLE_BUFFER = 1024  # rows; the training rows are also shuffled once before they become blocks
@@ -57,10 +59,18 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def build_model(model_cfg: dict[str, Any], weights_cfg: dict[str, Any] | None, seed: int) -> SpectrogramNet:
-    """The trial's net, initialised from ``seed``: the same call rebuilds the same frozen trunk."""
+def build_model(model_cfg: dict[str, Any], weights_cfg: dict[str, Any] | None, seed: int) -> nn.Module:
+    """The trial's net, initialised from ``seed``: the same call rebuilds the same frozen trunk.
+
+    A spectrogram net, or (``family: waveform``) a Wav2Vec2 classifier; both offer the loop's interface:
+    ``set_epoch``, ``phase_change_epochs``, ``frozen_trunk``/``head``, ``model_input``, ``weights``.
+    """
     weights = weights_cfg or {}
     torch.manual_seed(seed)
+    if model_cfg.get("family") == "waveform":
+        from raygenre.models.waveform import build_from_config
+
+        return build_from_config(model_cfg, weights)
     return build_spectrogram_model(model_cfg["name"], model_cfg["variant"], params=model_cfg.get("params") or {},
                                    weights=weights.get("source", "random"), weights_dir=weights.get("dir"))
 
@@ -105,6 +115,8 @@ def run_batches(module: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.T
     """One pass: train when ``optimizer`` is given, else evaluate. Returns (loss sum, correct, rows, predictions)."""
     loss_sum, correct, rows, preds = 0.0, 0, 0, []
     for x, y in batches:
+        if optimizer is not None and len(y) < 2:  # a batch of one breaks BatchNorm; other epochs see the row
+            continue
         with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             logits = module(x)
         loss = nn.functional.cross_entropy(logits.float(), y)
@@ -149,17 +161,17 @@ def feature_batches(features: torch.Tensor, labels: torch.Tensor, batch_size: in
 # Ray Train pieces
 # --------------------------------------------------------------------------------------------------
 
-def _image_batches(shard: Any, batch_size: int, device: torch.device, normalization: str, channels_last: bool,
+def _input_batches(shard: Any, batch_size: int, device: torch.device, model: nn.Module, channels_last: bool,
                    shuffle_seed: int | None, keep_index: list | None = None,
                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """uint8 batches from a Ray Data shard, converted and normalised on the device."""
+    """Compact rows (uint8 images, int16 waves) from a Ray Data shard, made model input on the device."""
     cuda = device.type == "cuda"
     shuffle = {"local_shuffle_buffer_size": max(batch_size, SHUFFLE_BUFFER), "local_shuffle_seed": shuffle_seed}
     for batch in shard.iter_torch_batches(batch_size=batch_size, device="auto" if cuda else "cpu", pin_memory=cuda,
                                           prefetch_batches=2, **(shuffle if shuffle_seed is not None else {})):
         if keep_index is not None:
             keep_index.append(batch["index"].cpu())
-        yield to_model_input(batch["image"], normalization, channels_last), batch["label"]
+        yield model.model_input(batch, channels_last), batch["label"]
 
 
 def _all_sum(values: list[float], device: torch.device) -> list[float]:
@@ -183,13 +195,10 @@ def _broadcast_flag(flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
-def _load_checkpoint(device: torch.device) -> dict[str, Any] | None:
-    import ray.train
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as folder:
+def _load_checkpoint(session: Any, device: torch.device) -> dict[str, Any] | None:
+    with session.checkpoint_dir() as folder:
+        if folder is None:
+            return None
         return torch.load(os.path.join(folder, STATE_FILE), map_location=device, weights_only=True)
 
 
@@ -203,23 +212,26 @@ def _evaluate(model: SpectrogramNet, batches_fn, dtype: torch.dtype | None) -> t
 
 
 def train_func(config: dict[str, Any]) -> None:
-    """One worker of a spectrogram trial (see the module docstring; ``config`` from the torch runner)."""
-    import ray.train
-    import ray.train.torch
+    """One Ray Train worker of a spectrogram trial (``config`` from the torch runner)."""
+    from raygenre.train.train_session import RayTrainSession
 
+    train_loop(config, RayTrainSession())
+
+
+def train_loop(config: dict[str, Any], session: Any) -> None:
+    """The training recipe in a Ray Train worker or in the trial itself (:mod:`raygenre.train.train_session`)."""
     train, seed = config["train"], int(config["seed"])
-    context = ray.train.get_context()
-    rank = context.get_world_rank()
+    rank = session.rank
     # 1. Device and precision: CUDA only where torch can use it (a node may advertise a logical GPU it lacks).
-    device = ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
+    device = session.device()
     dtype = amp_dtype(train["precision"], device)
     channels_last = device.type == "cuda"
     torch.set_num_threads(max(1, int(config.get("cpus_per_worker", 1))))
     # 2. Dataset shards: training rows split across workers, validation/evaluation rows whole (rank 0 reads them).
-    train_shard = ray.train.get_dataset_shard("train")
+    train_shard = session.shard("train")
     bs = int(train["batch_size"])
     # 3. Model from the registry's builder, seeded; restored from the latest checkpoint when resuming.
-    state = _load_checkpoint(device)
+    state = _load_checkpoint(session, device)
     if state and state.get("done"):
         return  # a finished run launched again: its last checkpoint already holds the predictions
     start = int(state["epoch"]) if state else 0
@@ -229,9 +241,10 @@ def train_func(config: dict[str, Any]) -> None:
     if state:
         load_trained_state(model, state["model"])
     model.set_epoch(start)
-    trunk, head = (model.frozen_trunk(), model.head()) if config.get("cache_trunk", True) else (None, None)
+    trunk = model.frozen_trunk() if config.get("cache_trunk", True) else None
+    head = model.head() if trunk is not None else None
     # 4. prepare_model: DDP when there is more than one worker (only the head when the trunk is cached).
-    wrapped = ray.train.torch.prepare_model(head if head is not None else model, move_to_device=device)
+    wrapped = session.prepare_model(head if head is not None else model, device)
     # 5. Optimiser and schedule from the train block; frozen parameters get no gradient and are skipped.
     optimizer = make_optimizer(model.parameters(), train["optimizer"], train["learning_rate"], train["weight_decay"])
     scheduler = make_scheduler(optimizer, train["schedule"], int(train["epochs"]))
@@ -242,15 +255,14 @@ def train_func(config: dict[str, Any]) -> None:
     best = state.get("best") if state else None
     stale = int(state.get("stale", 0)) if state else 0
     attempt = int(state.get("attempt", 0)) + 1 if state else 1
-    norm = model.normalization
-
     def eval_batches(name: str, index: list | None = None):
-        return lambda: _image_batches(ray.train.get_dataset_shard(name), bs, device, norm, channels_last, None, index)
+        return lambda: _input_batches(session.shard(name), bs, device, model, channels_last, None, index)
 
     cache_s = 0.0
     if trunk is not None:  # frozen trunk: its activations once, then only the head trains
         t0 = time.perf_counter()
-        feats, labels = cache_features(trunk, _image_batches(train_shard, bs, device, norm, channels_last, None), dtype)
+        rows = _input_batches(train_shard, bs, device, model, channels_last, None)
+        feats, labels = cache_features(trunk, rows, dtype)
         cache_s = time.perf_counter() - t0
     valid = config.get("has_valid", False)
     # 6. Epochs: freezing for the epoch, one pass, validation on rank 0, one report with a checkpoint.
@@ -258,16 +270,16 @@ def train_func(config: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         torch.manual_seed(epoch_seed(seed, epoch))
         model.set_epoch(epoch)
-        if epoch in model.phase_change_epochs and context.get_world_size() > 1:
-            wrapped = ray.train.torch.prepare_model(model, move_to_device=False)  # DDP fixes its parameter set
+        if epoch in model.phase_change_epochs and session.world_size > 1:
+            wrapped = session.prepare_model(model, False)  # DDP fixes its parameter set
         model.train()
         batches = (feature_batches(feats, labels, bs, epoch_seed(seed, epoch)) if trunk is not None else
-                   _image_batches(train_shard, bs, device, norm, channels_last, epoch_seed(seed, epoch)))
+                   _input_batches(train_shard, bs, device, model, channels_last, epoch_seed(seed, epoch)))
         loss_sum, correct, rows, _ = run_batches(wrapped, batches, optimizer, dtype)
         loss_sum, correct, rows = _all_sum([loss_sum, correct, rows], device)
         item = {"epoch": epoch + 1, "loss": loss_sum / max(rows, 1), "accuracy": correct / max(rows, 1),
-                "lr": optimizer.param_groups[0]["lr"], "attempt": attempt}
-        scheduler.step()
+                "lr": optimizer.param_groups[0]["lr"], "attempt": attempt, "trainable": param_counts(model)[1]}
+        step_scheduler(scheduler, item["loss"])
         stop = False
         if valid and rank == 0:
             item["valid_loss"], item["valid_accuracy"], _ = _evaluate(model, eval_batches("valid"), dtype)
@@ -280,7 +292,7 @@ def train_func(config: dict[str, Any]) -> None:
         item["seconds"] = round(time.perf_counter() - t0, 4)
         history.append(item)
         # 7. Report: rank 0's checkpoint; in the last epoch it also holds the fitted model and predictions.
-        with tempfile.TemporaryDirectory() as folder:
+        with session.new_checkpoint() as (folder, publish):
             checkpoint = None
             if rank == 0:
                 saved = {"epoch": epoch + 1, "history": history, "done": done, "attempt": attempt}
@@ -292,8 +304,8 @@ def train_func(config: dict[str, Any]) -> None:
                     _write_final(folder, model, best if valid else None, eval_batches, dtype,
                                  {"history": history, "cache_s": cache_s, "attempt": attempt,
                                   "resumed_from_epoch": start})
-                checkpoint = ray.train.Checkpoint.from_directory(folder)
-            ray.train.report({**item, "done": done}, checkpoint=checkpoint)
+                checkpoint = publish()
+            session.report({**item, "done": done}, checkpoint)
         if done:
             break
 

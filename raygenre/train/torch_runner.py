@@ -12,6 +12,8 @@ trainer's workers hold the cluster's CPUs or GPUs, see ``raygenre.train.tune_run
 4. A ``TorchTrainer`` running :func:`raygenre.train.torch_loop.train_func`, its run named after the
    trial key and settings under ``settings["train_storage"]``: a re-launched trial (``--resume`` after a
    kill, or a Tune retry) finds the run's checkpoint snapshot there and continues from its last epoch.
+   With ``train.workers: 0`` the same loop runs in this trial's process instead (no worker group; see
+   :mod:`raygenre.train.train_session`), its latest checkpoint kept in ``<run>/checkpoint``.
 5. Predictions on the evaluation clips come back in the final checkpoint, written by rank 0.
 """
 
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from raygenre.config import config_hash
-from raygenre.data.shards import load_table, mel_array
+from raygenre.data.shards import load_table, mel_array, waveform_array
 from raygenre.genres import GENRE_INDEX, GENRES
 from raygenre.stats import classification_metrics
 
@@ -62,12 +64,18 @@ def split_rows(spec: dict, ids: list[str]) -> tuple[list[str], list[str], list[s
     return [i for i in train_ids if i in keep], list(inner.test), eval_ids
 
 
-def read_rows(shard_dir: str, ids: list[str], augmented_parents: list[str] | None = None
-              ) -> tuple[np.ndarray, list[int]]:
-    """uint8 images (N, H, W, 3) and label indices of ``ids`` in order (repeats allowed), followed by the
-    augmented rows of ``augmented_parents`` (each parent's rows as often as it is listed)."""
-    table = load_table(shard_dir, "mel", columns=["clip_id", "label", "mel"], ids=sorted(set(ids)))
-    images = mel_array(table)
+#: representation -> (shard column, array reader, dataset column the model's ``model_input`` reads)
+ROW_FORMATS = {"mel": ("mel", mel_array, "image"), "waveform": ("waveform", waveform_array, "wave")}
+
+
+def read_rows(shard_dir: str, ids: list[str], augmented_parents: list[str] | None = None,
+              representation: str = "mel") -> tuple[np.ndarray, list[int]]:
+    """Compact rows (uint8 images (N, H, W, 3), or int16 waves (N, samples)) and label indices of ``ids``
+    in order (repeats allowed), followed by the augmented rows of ``augmented_parents`` (each parent's
+    rows as often as it is listed)."""
+    column, as_array, _ = ROW_FORMATS[representation]
+    table = load_table(shard_dir, representation, columns=["clip_id", "label", column], ids=sorted(set(ids)))
+    images = as_array(table)
     where = {cid: i for i, cid in enumerate(table.column("clip_id").to_pylist())}
     labels = table.column("label").to_pylist()
     missing = [cid for cid in ids if cid not in where]
@@ -77,17 +85,17 @@ def read_rows(shard_dir: str, ids: list[str], augmented_parents: list[str] | Non
     out_images, out_labels = [images[rows]], [GENRE_INDEX[labels[r]] for r in rows]
     if augmented_parents:
         times = Counter(augmented_parents)
-        aug = load_table(shard_dir, "mel_augmented", columns=["parent_id", "label", "mel"], ids=sorted(times),
-                         id_column="parent_id")
+        aug = load_table(shard_dir, f"{representation}_augmented", columns=["parent_id", "label", column],
+                         ids=sorted(times), id_column="parent_id")
         aug_rows = [i for i, parent in enumerate(aug.column("parent_id").to_pylist()) for _ in range(times[parent])]
         aug_labels = aug.column("label").to_pylist()
-        out_images.append(mel_array(aug)[aug_rows])
+        out_images.append(as_array(aug)[aug_rows])
         out_labels += [GENRE_INDEX[aug_labels[r]] for r in aug_rows]
     return np.concatenate(out_images), out_labels
 
 
-def to_dataset(images: np.ndarray, labels: list[int], *, with_index: bool = False):
-    """A materialized Ray Dataset with ``image`` (uint8 tensor), ``label`` (int64) and optionally ``index``.
+def to_dataset(images: np.ndarray, labels: list[int], *, with_index: bool = False, column: str = "image"):
+    """A materialized Ray Dataset with ``column`` (the compact rows), ``label`` (int64) and optionally ``index``.
 
     ``from_items`` builds the blocks in this process; ``from_arrow``/``from_numpy`` would run a metadata
     task per block that needs a free CPU, which trainers of concurrent trials may all hold.
@@ -97,7 +105,7 @@ def to_dataset(images: np.ndarray, labels: list[int], *, with_index: bool = Fals
     # Datasets carry the context they were made in: no progress bars for these few in-memory blocks,
     # neither here nor on the Train workers that iterate them every epoch.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    items = [{"image": images[i], "label": int(labels[i]), **({"index": i} if with_index else {})}
+    items = [{column: images[i], "label": int(labels[i]), **({"index": i} if with_index else {})}
              for i in range(len(labels))]
     return ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // BLOCK_ROWS)))
 
@@ -150,42 +158,76 @@ def _fit(spec: dict, settings: dict, datasets: dict, loop_config: dict) -> Any:
     return trainer.fit()
 
 
+def _train_in_trial(spec: dict, settings: dict, datasets: dict, loop_config: dict, device: str) -> str:
+    """``train.workers: 0``: the same loop in this trial's process; returns the final checkpoint's folder."""
+    import torch
+
+    from raygenre.train.torch_loop import train_loop
+    from raygenre.train.train_session import InTrialSession
+
+    storage = settings.get("train_storage") or os.path.join(tempfile.gettempdir(), "raygenre-train")
+    session = InTrialSession(datasets, os.path.join(storage, train_run_name(spec, settings), "checkpoint"),
+                             torch.device(device))
+    cpus = max(1, round(float(settings.get("cpus_per_trial") or 1)))
+    train_loop({**loop_config, "cpus_per_worker": cpus}, session)
+    folder = session.latest()
+    if folder is None:
+        raise RuntimeError(f"the training of {spec['trial_key']} finished without a checkpoint")
+    return folder
+
+
 def run_spectrogram(spec: dict, mel_inputs: dict, settings: dict, *, device: str = "cpu") -> dict:
-    """The trial's work as numbered steps; returns the result the record is built from."""
+    """A spectrogram trial (the spine's runner for that family)."""
+    return run_torch_trial(spec, mel_inputs, settings, device=device)
+
+
+def run_torch_trial(spec: dict, rep_inputs: dict, settings: dict, *, device: str = "cpu") -> dict:
+    """A trial trained end to end by the torch loop, as numbered steps; returns what the record is built from.
+
+    Spectrogram nets read ``mel`` rows; Wav2Vec2's ``progressive`` variant reads ``waveform`` rows.
+    """
     seed = int(spec["split"]["seed"])
+    representation = spec["representation"]
+    column = ROW_FORMATS[representation][2]
     timings: dict[str, float] = {}
     # 1. Rows: split, optional validation carve (never test clips), augmented rows of training clips only.
-    train_ids, valid_ids, eval_ids = split_rows(spec, list(mel_inputs["ids"]))
+    train_ids, valid_ids, eval_ids = split_rows(spec, list(rep_inputs["ids"]))
     # 2. Read the rows with pyarrow; shuffle the training rows once so every block mixes genres.
     t0 = time.perf_counter()
-    shard_dir = mel_inputs["shard_dir"]
-    train_x, train_y = read_rows(shard_dir, train_ids, train_ids if spec.get("augmented") else None)
+    shard_dir = rep_inputs["shard_dir"]
+    train_x, train_y = read_rows(shard_dir, train_ids, train_ids if spec.get("augmented") else None, representation)
     order = np.random.default_rng(seed).permutation(len(train_y))
     train_x, train_y = train_x[order], [train_y[i] for i in order]
-    eval_x, eval_y = read_rows(shard_dir, eval_ids)
+    eval_x, eval_y = read_rows(shard_dir, eval_ids, representation=representation)
     timings["read_s"] = time.perf_counter() - t0
-    # 3. Materialized Ray Datasets (uint8 on the wire; conversion happens on the worker's device).
+    # 3. Materialized Ray Datasets (compact rows on the wire; conversion happens on the worker's device).
     t0 = time.perf_counter()
-    datasets = {"train": to_dataset(train_x, train_y), "eval": to_dataset(eval_x, eval_y, with_index=True)}
+    datasets = {"train": to_dataset(train_x, train_y, column=column),
+                "eval": to_dataset(eval_x, eval_y, with_index=True, column=column)}
     if valid_ids:
-        datasets["valid"] = to_dataset(*read_rows(shard_dir, valid_ids))
+        datasets["valid"] = to_dataset(*read_rows(shard_dir, valid_ids, representation=representation), column=column)
     timings["datasets_s"] = time.perf_counter() - t0
     del train_x, eval_x
-    # 4. The trainer: one report and checkpoint per epoch; a re-launch continues from the last one.
+    # 4. The trainer (or, with workers: 0, the same loop in this trial): one report and checkpoint per epoch;
+    #    a re-launch continues from the last one.
     weights = spec.get("weights") or {"source": "random", "dir": None}
-    build = {"name": spec["model"], "variant": spec["variant"], "params": dict(spec.get("params") or {})}
-    loop_config = {"model": build, "weights": {"source": weights["source"], "dir": weights.get("dir")},
+    build = {"name": spec["model"], "family": spec["family"], "variant": spec["variant"],
+             "params": dict(spec.get("params") or {})}
+    loop_config = {"model": build, "weights": {k: weights.get(k) for k in ("source", "dir", "offline")},
                    "train": spec["train"], "seed": seed, "has_valid": bool(valid_ids),
                    "cpus_per_worker": max(1, round(WORKER_CPUS)), "cache_trunk": True}
     t0 = time.perf_counter()
-    result = _fit(spec, settings, datasets, loop_config)
+    if int(spec["train"]["workers"]) == 0:
+        checkpoint_path = _train_in_trial(spec, settings, datasets, loop_config, device)
+    else:
+        result = _fit(spec, settings, datasets, loop_config)
+        if result.checkpoint is None:
+            raise RuntimeError(f"the trainer of {spec['trial_key']} finished without a checkpoint")
+        checkpoint_path = result.checkpoint.path  # local storage here; object storage is issue 11's
     timings["fit_s"] = time.perf_counter() - t0
     # 5. Predictions and history from the final checkpoint (rank 0 wrote them).
-    if result.checkpoint is None:
-        raise RuntimeError(f"the trainer of {spec['trial_key']} finished without a checkpoint")
-    with result.checkpoint.as_directory() as folder:
-        with open(os.path.join(folder, "predictions.json")) as f:
-            final = json.load(f)
+    with open(os.path.join(checkpoint_path, "predictions.json")) as f:
+        final = json.load(f)
     by_index = dict(zip(final["index"], final["pred"]))
     y_pred = [GENRES[by_index[i]] for i in range(len(eval_ids))]
     y_true = [GENRES[k] for k in eval_y]
@@ -199,7 +241,7 @@ def run_spectrogram(spec: dict, mel_inputs: dict, settings: dict, *, device: str
         "weights": final["weights"] if spec.get("weights") is not None else None,
         "selection": spec["train"]["selection"],
         "selected_epoch": final.get("selected_epoch") or final["history"][-1]["epoch"],
-        "fitted": {"state_dict_path": os.path.join(result.checkpoint.path, "model.safetensors"), "build": build,
+        "fitted": {"state_dict_path": os.path.join(checkpoint_path, "model.safetensors"), "build": build,
                    "seed": seed, "weights_source": weights["source"], "weights_dir": weights.get("dir"),
                    "contains": final["contains"]},
         "timings": {k: round(v, 4) for k, v in timings.items()},

@@ -21,6 +21,7 @@ from raygenre.records import build_record
 RUNNERS: dict[str, str] = {
     "tabular": "raygenre.train.tabular_runner:run_tabular",
     "spectrogram": "raygenre.train.torch_runner:run_spectrogram",
+    "waveform": "raygenre.train.waveform_runner:run_waveform",
 }
 
 

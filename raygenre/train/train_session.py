@@ -1,0 +1,137 @@
+"""Where a spectrogram (or waveform) training loop runs: in Ray Train workers, or in the Tune trial itself.
+
+The loop (:func:`raygenre.train.torch_loop.train_loop`) asks its session for five things: its rank and
+world size, its dataset shards, the latest checkpoint, a folder to write the next one into, and a place to
+report an epoch. Two sessions answer:
+
+* :class:`RayTrainSession` -- inside a ``TorchTrainer`` worker (``train.workers >= 1``): Ray Train's own
+  API; Train persists each reported checkpoint to the run's storage and hands the latest back on restart.
+* :class:`InTrialSession` -- ``train.workers: 0``: the loop runs in the Tune trial's own process, with no
+  worker group. Starting a worker group costs ~15 s per trial on a small CPU machine (actor start, torch
+  import, process group), more than a quick-profile trial trains. Ray Train's own local mode
+  (``ScalingConfig(num_workers=0)``) cannot serve here: its ``ray.train.*`` calls raise inside a Tune
+  trial (Ray 2.60, ``requires_train_worker(raise_in_tune_session=True)``). This session keeps the latest
+  checkpoint in a folder of the run itself, swapped in whole, so a killed trial resumes from its last
+  finished epoch exactly as with workers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+STATE_FILE = "state.pt"
+
+
+class RayTrainSession:
+    """The loop inside a Ray Train worker."""
+
+    def __init__(self) -> None:
+        import ray.train
+
+        self._context = ray.train.get_context()
+
+    @property
+    def rank(self) -> int:
+        return self._context.get_world_rank()
+
+    @property
+    def world_size(self) -> int:
+        return self._context.get_world_size()
+
+    def device(self) -> torch.device:
+        """CUDA only where torch can use it (a node may advertise a logical GPU it lacks)."""
+        import ray.train.torch
+
+        return ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
+
+    def shard(self, name: str) -> Any:
+        import ray.train
+
+        return ray.train.get_dataset_shard(name)
+
+    def checkpoint_dir(self) -> Any:
+        """A context manager giving the latest checkpoint's folder, or None."""
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        return checkpoint.as_directory() if checkpoint is not None else _value(None)
+
+    def prepare_model(self, module: nn.Module, device: torch.device | bool) -> nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(module, move_to_device=device)
+
+    @contextmanager
+    def new_checkpoint(self) -> Iterator[tuple[str, Callable[[], str]]]:
+        with tempfile.TemporaryDirectory() as folder:
+            yield folder, lambda: folder
+
+    def report(self, metrics: dict[str, Any], folder: str | None) -> None:
+        import ray.train
+
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if folder else None)
+
+
+class InTrialSession:
+    """The loop in the Tune trial's own process (``train.workers: 0``): one rank, datasets as given, and
+    the latest checkpoint kept in ``persist_to``."""
+
+    rank, world_size = 0, 1
+
+    def __init__(self, datasets: dict[str, Any], persist_to: str, device: torch.device | None = None) -> None:
+        self.datasets, self.persist_to = datasets, persist_to
+        self._device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.last_metrics: dict[str, Any] | None = None
+
+    def device(self) -> torch.device:
+        return self._device
+
+    def shard(self, name: str) -> Any:
+        return self.datasets[name]
+
+    def latest(self) -> str | None:
+        """The latest checkpoint folder (``.old`` is the previous one, kept only while the next is swapped in)."""
+        for folder in (self.persist_to, f"{self.persist_to}.old"):
+            if os.path.isfile(os.path.join(folder, STATE_FILE)):
+                return folder
+        return None
+
+    def checkpoint_dir(self) -> Any:
+        return _value(self.latest())
+
+    def prepare_model(self, module: nn.Module, device: torch.device | bool) -> nn.Module:
+        return module.to(device) if isinstance(device, torch.device) else module
+
+    @contextmanager
+    def new_checkpoint(self) -> Iterator[tuple[str, Callable[[], str]]]:
+        """Written to ``<persist_to>.partial``, then swapped in whole: a kill at any moment leaves the
+        previous epoch's checkpoint readable."""
+        staging, old = f"{self.persist_to}.partial", f"{self.persist_to}.old"
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+
+        def publish() -> str:
+            shutil.rmtree(old, ignore_errors=True)
+            if os.path.isdir(self.persist_to):
+                os.replace(self.persist_to, old)
+            os.replace(staging, self.persist_to)
+            shutil.rmtree(old, ignore_errors=True)
+            return self.persist_to
+
+        yield staging, publish
+
+    def report(self, metrics: dict[str, Any], folder: str | None) -> None:
+        self.last_metrics = metrics
+
+
+@contextmanager
+def _value(folder: str | None) -> Iterator[str | None]:
+    yield folder

@@ -1,0 +1,136 @@
+"""A head started the way cluster.yaml starts it (token auth on, dashboard on 127.0.0.1) refuses clients
+without the token: the job API (CVE-2023-48022: whoever reaches it runs code), the node agent's API and
+the GCS (what `ray.init` talks to). With the token, the same calls succeed.
+"""
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ray_head import BIN, Head, clean_env  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only, never a proxy
+CONNECT = ("import ray; ray.init(address='{address}', log_to_driver=False, logging_level='ERROR'); "
+           "print('CPUS', ray.cluster_resources().get('CPU'))")
+
+
+def _http(url: str, token: str | None = None, body: dict | None = None) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if body else "GET")
+    try:
+        with NO_PROXY.open(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except urllib.error.URLError as exc:  # nothing listening (yet)
+        return 0, str(exc.reason)
+
+
+def _listen_addresses(port: int) -> set[str]:
+    """Local IPv4/IPv6 addresses with a socket LISTENing on ``port`` (from /proc/net, no traffic sent)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                if len(addr) == 8:
+                    found.add(".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+                else:
+                    found.add(addr)
+    return found
+
+
+def _connect_all(address: str, envs: dict[str, dict], timeout: float = 90) -> dict[str, tuple[int, str, str]]:
+    """``ray.init(address)`` in one fresh process per environment, all at once (refusals wait on retries)."""
+    procs = {name: subprocess.Popen([sys.executable, "-c", CONNECT.format(address=address)], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, env in envs.items()}
+    out = {}
+    for name, proc in procs.items():
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+            out[name] = (proc.returncode, stdout, stderr)
+        except subprocess.TimeoutExpired:  # a client left hanging did not get in either
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            out[name] = (124, stdout, stderr)
+    return out
+
+
+def _auth_line(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if re.search(r"auth|token", ln, re.I)]
+    return lines[-1] if lines else ""
+
+
+def test_token_auth_refuses_clients_without_the_token(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = clean_env(HOME=str(home), RAY_AUTH_MODE="token")
+    generated = subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True,
+                               text=True, timeout=120)
+    token = generated.stdout.strip()
+    assert generated.returncode == 0 and len(token) >= 32
+    assert (home / ".ray" / "auth_token").read_text().strip() == token
+
+    with Head("sec", env, num_cpus=1, dashboard=True) as head:
+        jobs = f"http://127.0.0.1:{head.dashboard}/api/jobs/"
+        deadline = time.time() + 120
+        while _http(jobs, token)[0] != 200:
+            assert head.alive() and time.time() < deadline, "the head's job API did not come up"
+            time.sleep(1)
+        t0 = time.time()
+
+        # The dashboard (job API) listens on loopback only.
+        assert _listen_addresses(head.dashboard) == {"127.0.0.1"}
+
+        # Job API: no token -> 401, a wrong one -> 403, the right one -> 200.
+        assert _http(jobs)[0] == 401
+        assert _http(jobs, "0" * len(token))[0] == 403
+        status, listing = _http(jobs, token)
+        assert status == 200 and json.loads(listing) == []
+
+        # The attack itself: submitting a job without the token is refused and nothing runs.
+        marker = tmp_path / "pwned"
+        attack = {"entrypoint": f"touch {marker}"}
+        assert _http(jobs, body=attack)[0] == 401
+        assert _http(jobs, "0" * len(token), body=attack)[0] == 403
+        # The node agent's HTTP API (it starts jobs for the dashboard) is behind the token too.
+        agent = f"http://127.0.0.1:{head.agent}/api/job_agent/jobs/"
+        while (answer := _http(agent, body=attack))[0] == 0 and time.time() < deadline + 60:
+            time.sleep(1)
+        print(f"\nagent: {answer}, listening on {_listen_addresses(head.agent)}")
+        assert answer[0] == 401
+        time.sleep(2)
+        assert not marker.exists() and json.loads(_http(jobs, token)[1]) == []
+
+        # GCS (ray.init): a client that sends no token, or a wrong one, is refused; the token gets in.
+        no_home = tmp_path / "stranger"
+        no_home.mkdir()
+        results = _connect_all(head.address, {
+            "no token": clean_env(HOME=str(no_home), RAY_AUTH_MODE="disabled"),
+            "wrong token": clean_env(HOME=str(no_home), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * len(token)),
+            "with token": env,
+        })
+        for name, (rc, stdout, stderr) in results.items():
+            print(f"\n{name}: rc {rc}, {stdout.strip() or _auth_line(stderr)[:300]}")
+        print(f"checks took {time.time() - t0:.1f} s after the head came up")
+        for name in ("no token", "wrong token"):
+            rc, stdout, stderr = results[name]
+            assert rc != 0 and "CPUS" not in stdout, name
+            assert "AuthenticationError" in stderr, f"{name}: refused, but not for authentication: {stderr[-1500:]}"
+        rc, stdout, stderr = results["with token"]
+        assert rc == 0 and "CPUS 1.0" in stdout, stderr[-2000:]
