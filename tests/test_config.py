@@ -21,9 +21,14 @@ def test_exp4_quick_composes_base_exp_and_profile():
     assert load_experiment("exp4", "paper").data.synthetic.clips_per_genre == 100
 
 
-def test_exp3_lists_the_six_feature_models():
-    names = [m.name for m in load_experiment("exp3", "quick").models]
-    assert names == ["knn", "random_forest", "xgboost", "xgboost_tuned", "mlp", "lstm"]
+def test_exp3_lists_the_six_feature_models_and_the_wav2vec2_rows():
+    for profile in ("quick", "paper"):
+        models = load_experiment("exp3", profile).models
+        assert [m.name for m in models[:6]] == ["knn", "random_forest", "xgboost", "xgboost_tuned", "mlp", "lstm"]
+        assert [(m.name, m.variant) for m in models[6:]] == [
+            ("wav2vec2", "progressive"), ("wav2vec2", "frozen"), ("wav2vec2", "layer_probe")]
+    quick = load_experiment("exp3", "quick")
+    assert quick.weights.source == "random" and all(m.params["backbone"] == "tiny" for m in quick.models[6:])
 
 
 def test_unknown_key_and_bad_value_name_their_path():

@@ -35,6 +35,8 @@ def test_exp3_and_exp4_predictions_match_the_recorded_run():
         cfg = load_experiment(experiment, "quick", overrides)
         settings = {"xgboost": cfg.xgboost.model_dump(mode="json"), "cpus_per_trial": 1, "run": {"source": "test"}}
         for spec in plan_experiment(cfg):
+            if spec["family"] != "tabular":  # the golden run predates exp3's Wav2Vec2 rows
+                continue
             record = run_trial(spec, {"features": table}, settings)
             validate_record(record)
             key = _key(experiment, record["study"], record["model"], record["split"]["seed"],

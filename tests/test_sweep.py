@@ -28,14 +28,15 @@ def _settings():
     return {"xgboost": cfg.xgboost.model_dump(mode="json"), "cpus_per_trial": 1, "run": {"source": "test"}}
 
 
-def test_exp4_plans_109_trials_and_exp3_six_per_seed():
+def test_exp4_plans_109_trials_and_exp3_nine_per_seed():
     exp4 = plan_exp4(load_experiment("exp4", "quick"))
     assert len(exp4) == 109
     assert sum(t["study"] == "exp4-bootstrap" for t in exp4) == 100
     assert sorted(t["train_fraction"] for t in exp4 if t["study"] == "exp4-size")[0] == 0.2
     exp3 = plan_experiment(load_experiment("exp3", "quick", {"split": {"seeds": [0, 1, 2, 3, 4]}}))
-    assert len(exp3) == 30 and len({t["trial_key"] for t in exp3}) == 30
-    assert {t["family"] for t in exp3} == {"tabular"} and {t["representation"] for t in exp3} == {"features"}
+    assert len(exp3) == 45 and len({t["trial_key"] for t in exp3}) == 45
+    assert {t["family"] for t in exp3} == {"tabular", "waveform"}
+    assert {t["study"] for t in exp3} == {"exp3-features", "exp3-waveform"}
     mlp = next(t for t in exp3 if t["model"] == "mlp")
     assert mlp["train"]["epochs"] == 30 and mlp["trial_key"].split("/")[3:6] == ["default", "features-kaggle58",
                                                                                     "original"]

@@ -15,7 +15,8 @@ import torch
 from transformers import Wav2Vec2Model
 
 from raygenre.errors import ConfigError, WeightsError
-from raygenre.models import waveform
+from raygenre.models import wav2vec2_weights
+from raygenre.models.optim import make_scheduler, step_scheduler
 from raygenre.models.waveform import (
     DEFAULT_BACKBONE,
     DEFAULT_TRAINING,
@@ -25,8 +26,8 @@ from raygenre.models.waveform import (
     check_backbone,
     chunk_windows,
     load_backbone,
-    make_scheduler,
     normalize_clip,
+    WaveformClassifier,
     param_counts,
 )
 
@@ -67,7 +68,7 @@ def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str
     return {k for k, v in module.named_parameters() if not torch.equal(before[k], v)}
 
 
-def train_step(model: waveform.WaveformClassifier, optimizer: torch.optim.Optimizer, seed: int = 0) -> float:
+def train_step(model: "WaveformClassifier", optimizer: torch.optim.Optimizer, seed: int = 0) -> float:
     wave, labels = batch(seed)
     model.train()
     optimizer.zero_grad()
@@ -98,10 +99,10 @@ def test_load_from_folder_as_weights_or_name(tiny_dir: Path) -> None:
 def test_load_by_name_from_hub_cache(tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "hub"
     populate_hub_cache(cache, TINY_REPO_ID, tiny_dir)
-    for name in waveform._OFFLINE_ENV:
+    for name in wav2vec2_weights._OFFLINE_ENV:
         monkeypatch.delenv(name, raising=False)
     # cached files are loaded with local_files_only, so even "online" makes no hub request
-    monkeypatch.setattr(waveform, "_hub_reachable", lambda *a: pytest.fail("probed the hub for a cached model"))
+    monkeypatch.setattr(wav2vec2_weights, "_hub_reachable", lambda *a: pytest.fail("probed the hub for a cached model"))
     for offline in (True, None):
         model = load_backbone(name_or_path=TINY_REPO_ID, cache_dir=str(cache), offline=offline)
         assert model.config.hidden_size == TINY_HIDDEN
@@ -134,7 +135,7 @@ def test_missing_weights_offline_is_one_fast_sentence(tmp_path: Path, offline_en
 
 
 def test_unreachable_hub_fails_without_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(waveform, "_hub_reachable", lambda *a: False)
+    monkeypatch.setattr(wav2vec2_weights, "_hub_reachable", lambda *a: False)
     with pytest.raises(WeightsError, match="cannot be reached") as info:
         load_backbone(cache_dir=str(tmp_path), offline=False)
     assert_one_sentence(str(info.value))
@@ -219,10 +220,9 @@ def test_training_defaults_follow_the_study() -> None:
     assert DEFAULT_TRAINING["progressive"]["learning_rate"] == 1e-4
     assert DEFAULT_TRAINING["progressive"]["epochs"] == 15
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
-    assert make_scheduler(optimizer, "constant") is None
-    scheduler = make_scheduler(optimizer, DEFAULT_TRAINING["progressive"]["schedule"])
+    scheduler = make_scheduler(optimizer, DEFAULT_TRAINING["progressive"]["schedule"], 15)
     for _ in range(4):
-        scheduler.step(1.0)
+        step_scheduler(scheduler, 1.0)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
 
 
@@ -367,7 +367,8 @@ def test_chunk_window_shapes() -> None:
 
 def test_no_ray_in_model_or_bench() -> None:
     root = Path(__file__).parents[1]
-    for path in (root / "raygenre/models/waveform.py", root / "bench/wav2vec2_throughput.py"):
+    for path in (root / "raygenre/models/waveform.py", root / "raygenre/models/wav2vec2_weights.py",
+                 root / "bench/wav2vec2_throughput.py"):
         tree = ast.parse(path.read_text())
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]

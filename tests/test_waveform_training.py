@@ -18,7 +18,7 @@ from raygenre.records import build_record, validate_record
 from raygenre.train.plan import plan_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = 3200  # 0.2 s at 16 kHz: 39 frames of the tiny backbone
+SAMPLES = 3200  # 0.2 s at 16 kHz: 10 frames of the package's tiny backbone
 
 
 def write_wave_shards(root: Path, clips_per_genre: int, seed: int = 0) -> list[str]:
@@ -80,7 +80,7 @@ def test_embedding_cache_is_computed_once_and_serves_both_head_variants(cached, 
     assert len(first) == 1  # frozen and layer_probe share one cache; progressive needs none
     folder = Path(next(iter(first.values())))
     manifest = json.loads((folder / MANIFEST).read_text())
-    assert manifest["rows"] == len(ids) and manifest["backbone_params"] == 35_120
+    assert manifest["rows"] == len(ids) and manifest["backbone_params"] == 36_976
     assert "random init" in manifest["weights"]
     stamp = (folder / MANIFEST).stat().st_mtime_ns
     assert ensure_embeddings(root, specs, "hash0") == first
@@ -104,7 +104,7 @@ def test_head_trials_train_on_the_cache_and_record_it(cached, tmp_path, variant)
     result = run_waveform(spec, {"shard_dir": str(root), "ids": ids, "embeddings": first}, settings)
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
     head = 32 * 128 + 128 + 128 * 10 + 10 + (3 if variant == "layer_probe" else 0)
-    assert result["params"] == {"total": 35_120 + head, "trainable": head}
+    assert result["params"] == {"total": 36_976 + head, "trainable": head}
     assert len(result["test"]["y_pred"]) == len(result["test"]["ids"]) == 10
     assert Path(result["fitted"]["head_path"]).is_file()
     record = build_record(spec, settings, result={k: v for k, v in result.items() if k != "fitted"})
