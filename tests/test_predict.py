@@ -78,7 +78,8 @@ def test_default_is_the_best_kept_model_and_a_folder_runs_on_ray_data(run, capsy
     code, results, err = predict_json(capsys, [str(folder), "--run", str(run)])
     assert code == 1  # two files failed; the others are still predicted
     assert f"model: {best['model']}" in err
-    assert re.search(r"error: .*broken\.wav: file is empty", err) and re.search(r"error: .*notes\.wav: not readable", err)
+    assert re.search(r"error: .*broken\.wav: file is empty", err)
+    assert re.search(r"error: .*notes\.wav: not readable", err)
     by_name = {Path(r["path"]).name: r for r in results}
     assert set(by_name) == {*(f"{c}.wav" for c in best["test"]["ids"][:3]), "long_stereo.flac"}
     assert by_name["long_stereo.flac"]["windows"] == 75 // 6  # 6 s clips: windowed, mean over windows

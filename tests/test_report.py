@@ -231,6 +231,30 @@ def test_deep_model_records_slot_into_the_tables(tmp_path):
     assert validity.count("Not run") == 2
 
 
+def test_wav2vec2_rows_fill_table3_and_recalls_and_random_backbones_are_not_compared(tmp_path):
+    pretrained = "pretrained 'facebook/wav2vec2-base' from the Hugging Face cache (/hub/x/model.safetensors)"
+    tiny = "random init (untrained), tiny Wav2Vec2 config (a smoke-test backbone)"
+    write(tmp_path, [
+        make_record("wav2vec2", 0.6, study="exp3-waveform", representation="waveform", variant="frozen",
+                    weights=pretrained),
+        make_record("wav2vec2", 0.7, study="exp3-waveform", representation="waveform", variant="progressive",
+                    weights=tiny, rng_seed=1),
+        make_record("wav2vec2", 0.65, study="exp3-waveform", representation="waveform", variant="layer_probe",
+                    weights=pretrained, rng_seed=2)])
+    text = write_report(tmp_path, tmp_path / "out").read_text()
+    table3 = text.split("## Table 3")[1].split("\n## ")[0]
+    rows = {line.split(" | ")[0]: line for line in table3.splitlines() if "Wav2Vec2" in line}
+    frozen = next(v for k, v in rows.items() if "(frozen)" in k and "probe" not in k)
+    progressive = next(v for k, v in rows.items() if "progressive" in k)
+    probe = next(v for k, v in rows.items() if "probe" in k)
+    assert "not run" not in frozen and "| 61 |" in frozen and "not comparable" not in frozen
+    assert "not comparable" in progressive  # a random backbone is not the study's condition
+    assert "not run" not in probe and "| — |" in probe  # beyond the study: no figure to compare
+    recalls = text.split("### Per-genre recalls the study states")[1].split("\n#")[0]
+    assert sum("Wav2Vec2 frozen |" in line for line in recalls.splitlines()) == 4  # classical, disco, metal, rock
+    assert all("not comparable" in line for line in recalls.splitlines() if "Wav2Vec2 progressive" in line)
+
+
 def test_only_failed_trials_still_report(tmp_path):
     write(tmp_path, [make_record("knn", status="failed"), make_record("xgboost_tuned", status="failed",
                                                                       study="exp4-bootstrap", bootstrap_index=0)])

@@ -1,6 +1,7 @@
 """A head started the way cluster.yaml starts it (token auth on, dashboard on 127.0.0.1) refuses clients
 without the token: the job API (CVE-2023-48022: whoever reaches it runs code), the node agent's API and
-the GCS (what `ray.init` talks to). With the token, the same calls succeed.
+the GCS (what `ray.init` talks to). With the token, the same calls succeed, and
+`ray job submit --working-dir . -- python -m raygenre.sweep exp4` runs a reduced exp4 there.
 """
 
 import json
@@ -15,7 +16,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from feature_tables import make_features_csv  # noqa: E402
 from ray_head import BIN, Head, clean_env  # noqa: E402
+
+from raygenre.records import read_records  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +92,7 @@ def test_token_auth_refuses_clients_without_the_token(tmp_path):
     assert generated.returncode == 0 and len(token) >= 32
     assert (home / ".ray" / "auth_token").read_text().strip() == token
 
-    with Head("sec", env, num_cpus=1, dashboard=True) as head:
+    with Head("sec", env, num_cpus=2, dashboard=True) as head:
         jobs = f"http://127.0.0.1:{head.dashboard}/api/jobs/"
         deadline = time.time() + 120
         while _http(jobs, token)[0] != 200:
@@ -133,4 +139,21 @@ def test_token_auth_refuses_clients_without_the_token(tmp_path):
             assert rc != 0 and "CPUS" not in stdout, name
             assert "AuthenticationError" in stderr, f"{name}: refused, but not for authentication: {stderr[-1500:]}"
         rc, stdout, stderr = results["with token"]
-        assert rc == 0 and "CPUS 1.0" in stdout, stderr[-2000:]
+        assert rc == 0 and "CPUS 2.0" in stdout, stderr[-2000:]
+
+        # The product path on that head, with the token: `ray job submit --working-dir . -- ... sweep exp4`.
+        csv = make_features_csv(tmp_path / "features.csv")
+        storage = tmp_path / "runs"
+        submit = [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{head.dashboard}",
+                  "--working-dir", str(ROOT), "--", "python", "-m", "raygenre.sweep", "exp4", "--profile", "quick",
+                  "--features-csv", str(csv), "--storage", str(storage), "--name", "job", "--no-report",
+                  "--set", "exp4.bootstraps=4", "--set", "exp4.fractions=[0.5,1.0]"]
+        for _ in range(20):  # the job agent can take a few seconds after the head is up
+            job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=420)
+            if "No available agent" not in job.stdout + job.stderr:
+                break
+            time.sleep(2)
+        assert job.returncode == 0 and "succeeded" in job.stdout + job.stderr, (job.stdout + job.stderr)[-3000:]
+        records = read_records(storage / "job")
+        assert len(records) == 6 and all(r["status"] == "ok" for r in records)
+        assert records[0]["run"]["hardware"]["cluster_cpus"] == 2

@@ -35,10 +35,6 @@ SIZE = 64  # the smallest square every net takes (AlexNet needs 63)
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PARKED = pytest.mark.skip(reason="not yet reliable on a shared 2-CPU test Ray: on 2026-11-26 a TrainController "
-                        "outlived the killed trial and held its placement group, and the next trainer test waited "
-                        "forever; issue 9 (spectrogram models) stays open until these run in the suite")
-
 
 
 def clip_image(genre: int, rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
@@ -225,7 +221,6 @@ CHILD = ("import json, sys, ray\n"
          "run_spectrogram(job['spec'], job['inputs'], job['settings'])\n")
 
 
-@PARKED
 @pytest.mark.slow
 def test_training_learns_and_a_killed_trial_resumes_from_its_last_epoch(ray_session, tmp_path):
     """SIGKILL a trial (and the Ray it runs in) after >= 2 epochs, launch it again: it continues.
@@ -275,7 +270,6 @@ def _wait_for_free_cpus(ray, timeout: float = 30.0) -> None:
     assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
 
 
-@PARKED
 @pytest.mark.slow
 def test_two_workers_selection_valid_and_phase_change(ray_session, tmp_path):
     """DDP on two CPU workers: ResNet18 last_then_all re-wraps at its phase change, rank 0 validates each

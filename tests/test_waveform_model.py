@@ -21,13 +21,13 @@ from raygenre.models.waveform import (
     DEFAULT_BACKBONE,
     DEFAULT_TRAINING,
     WAVEFORM_VARIANTS,
+    WaveformClassifier,
     build_head,
     build_waveform_model,
     check_backbone,
     chunk_windows,
     load_backbone,
     normalize_clip,
-    WaveformClassifier,
     param_counts,
 )
 
@@ -68,7 +68,7 @@ def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str
     return {k for k, v in module.named_parameters() if not torch.equal(before[k], v)}
 
 
-def train_step(model: "WaveformClassifier", optimizer: torch.optim.Optimizer, seed: int = 0) -> float:
+def train_step(model: WaveformClassifier, optimizer: torch.optim.Optimizer, seed: int = 0) -> float:
     wave, labels = batch(seed)
     model.train()
     optimizer.zero_grad()

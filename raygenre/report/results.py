@@ -276,7 +276,8 @@ def label_of(key: RowKey, feature_set: str, random_init: bool = False) -> str:
 
 def is_random_init(res: Result, pretrained_models: list[str]) -> bool:
     """Whether any seed of a pretrained architecture was trained from random weights."""
-    return res.key.model in pretrained_models and any(r.get("weights") == RANDOM_WEIGHTS for r in res.records)
+    return res.key.model in pretrained_models and any(str(r.get("weights") or "").startswith(RANDOM_WEIGHTS)
+                                                      for r in res.records)
 
 
 def weights_summary(rec: dict) -> str | None:

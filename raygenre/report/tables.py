@@ -95,7 +95,8 @@ def table3(data: RunData) -> str:
     rows = []
     for row in spec["rows"]:
         res = data.find(row["match"])
-        diff = DASH if res is None or res.random_init else signed(res.accuracy - row["study"] / 100)
+        diff = (DASH if res is None or res.random_init or row["study"] is None
+                else signed(res.accuracy - row["study"] / 100))
         f1 = DASH if res is None else pct(res.macro_f1)
         label = row["label"] + notes.mark(row.get("footnote"))
         rows.append([label, *_study_cells(res, row["study"], notes), diff, f1])
@@ -181,8 +182,9 @@ def recall_facts(data: RunData) -> str:
                 continue
             k, n = res.recall(genre)
             lo, hi = wilson_interval(k, n)
-            rows.append([fact["label"], genre, pct(k / n) if n else DASH, interval(lo, hi),
-                         number(study_pct), inside(study_pct, lo, hi)])
+            label = fact["label"] + (" (random init)" if res.random_init else "")
+            rows.append([label, genre, pct(k / n) if n else DASH, interval(lo, hi), number(study_pct),
+                         "not comparable" if res.random_init else inside(study_pct, lo, hi)])
     return "\n".join(["### Per-genre recalls the study states", "",
                       "The study quotes these recalls in its text (20 test clips per genre, so each carries "
                       "an interval of roughly ±20 points).", "", table(headers, rows, "llrrrc")])
