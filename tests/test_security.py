@@ -4,6 +4,7 @@ the GCS (what `ray.init` talks to). With the token, the same calls succeed, and
 `ray job submit --working-dir . -- python -m raygenre.sweep exp4` runs a reduced exp4 there.
 """
 
+import http.client
 import json
 import re
 import subprocess
@@ -43,6 +44,8 @@ def _http(url: str, token: str | None = None, body: dict | None = None) -> tuple
         return exc.code, exc.read().decode(errors="replace")
     except urllib.error.URLError as exc:  # nothing listening (yet)
         return 0, str(exc.reason)
+    except (http.client.HTTPException, ConnectionError) as exc:  # not (yet) an HTTP server on that port
+        return 0, f"{type(exc).__name__}: {str(exc)[:80]!r}"
 
 
 def _listen_addresses(port: int) -> set[str]:
@@ -119,7 +122,7 @@ def test_token_auth_refuses_clients_without_the_token(tmp_path):
         while (answer := _http(agent, body=attack))[0] == 0 and time.time() < deadline + 60:
             time.sleep(1)
         print(f"\nagent: {answer}, listening on {_listen_addresses(head.agent)}")
-        assert answer[0] == 401
+        assert answer[0] == 401, f"the node agent's port {head.agent} answered {answer}"
         time.sleep(2)
         assert not marker.exists() and json.loads(_http(jobs, token)[1]) == []
 

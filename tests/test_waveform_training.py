@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +151,56 @@ def test_progressive_unfreezes_at_its_epoch_and_resumes_after_a_kill(cached, tmp
     assert head_only < 50_000 < unfrozen  # epoch 1: the head; from epoch 2 the transformer too
     assert history[2]["trainable"] == unfrozen
     assert len(final["pred"]) == len(eval_ids)
+
+
+def test_exp3_paper_profile_without_wav2vec2_weights_fails_in_one_sentence_before_any_work(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """HF_HUB_OFFLINE and an empty cache: one sentence naming the model id, the cache and the config key."""
+    import ray
+
+    from raygenre.sweep import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    was_running = ray.is_initialized()
+    started = time.perf_counter()
+    assert main(["exp3", "--profile", "paper", "--data", "synthetic", "--storage", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "facebook/wav2vec2-base" in err and "weights.source" in err
+    assert str(tmp_path / "hf" / "hub") in err
+    assert time.perf_counter() - started < 20  # no retry wait
+    assert not (tmp_path / "runs").exists() and ray.is_initialized() == was_running
+
+
+@pytest.mark.slow
+def test_exp3_waveform_rows_end_to_end_through_the_sweep(ray_session, tmp_path, capsys):
+    """The sweep CLI on small synthetic data: every Wav2Vec2 row ends with an ok record and a filled report row;
+    running the study again (``--resume``) reuses the embedding cache."""
+    from raygenre.records import read_records
+    from raygenre.sweep import main
+
+    small = ["--data", "synthetic", "--storage", str(tmp_path), "--set", "data.synthetic.clips_per_genre=4",
+             "--set", "data.synthetic.seconds=4.0", "--set", "prepare.clip_seconds=4.0",
+             "--set", "prepare.min_seconds=2.0", "--set", "split.test_fraction=0.25"]
+    rows = ("[{name: wav2vec2, variant: progressive, params: {backbone: tiny, frozen_epochs: 1},"
+            " train: {epochs: 2, batch_size: 4, workers: 0, schedule: plateau}},"
+            " {name: wav2vec2, variant: frozen, params: {backbone: tiny}, train: {epochs: 2}},"
+            " {name: wav2vec2, variant: layer_probe, params: {backbone: tiny}, train: {epochs: 2}}]")
+    assert main(["exp3", *small, "--name", "w", "--report-dir", str(tmp_path / "rep"), "--set", f"models={rows}"]) == 0
+    records = read_records(tmp_path / "w")
+    assert sorted(r["variant"] for r in records) == ["frozen", "layer_probe", "progressive"]
+    assert all(r["status"] == "ok" and r["study"] == "exp3-waveform" and r["weights"].startswith("random init")
+               for r in records)
+    assert all(len(r["history"]) == 2 and r["params"]["trainable"] < r["params"]["total"] for r in records)
+    report = (tmp_path / "rep" / "REPORT.md").read_text()
+    table3 = report.split("## Table 3")[1].split("\n## ")[0]
+    assert sum(line.startswith("| Raw waveform") and "not run" not in line for line in table3.splitlines()) == 3
+    caches = list((tmp_path / "w" / "shards").glob("*/embeddings/*/manifest.json"))
+    assert len(caches) == 1
+    stamp = caches[0].stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["exp3", *small, "--name", "w", "--resume", "--no-report", "--set", f"models={rows}"]) == 0
+    out = capsys.readouterr().out
+    assert "[embed] cache hit" in out and "3 already recorded, 0 to run" in out
+    assert caches[0].stat().st_mtime_ns == stamp and len(read_records(tmp_path / "w")) == 3
