@@ -1,4 +1,4 @@
-"""End to end on the demo's data (shorter clips): exp4 on synthetic GTZAN (quick) through prepare, Tune and the report."""
+"""End to end on the demo's data (shorter clips): exp4 on synthetic GTZAN (quick), prepare to report."""
 
 import pytest
 
