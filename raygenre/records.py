@@ -88,7 +88,8 @@ def build_record(spec: dict, settings: dict, *, status: str = "ok", result: dict
     """The one record builder: a finished trial (``result`` from a family runner) or a failed one.
 
     ``result`` keys: ``metrics``, ``test``, ``n_train``, ``timings`` and optionally ``params``,
-    ``artifact``, ``history``, ``weights``.
+    ``artifact``, ``history``, ``weights``, ``selection`` and ``selected_epoch`` (neural models: the rule
+    and the epoch whose model was evaluated).
     """
     from raygenre.config import config_hash
     from raygenre.versions import package_versions
@@ -118,6 +119,8 @@ def build_record(spec: dict, settings: dict, *, status: str = "ok", result: dict
         "artifact": result.get("artifact"),
         "history": list(result.get("history") or []),
         "weights": result.get("weights"),
+        "selection": ({"rule": result["selection"], "epoch": result.get("selected_epoch")}
+                      if result.get("selection") else None),
         "timings": dict(result.get("timings") or {}),
         "resources": dict(resources or {}),
         "config": config,

@@ -58,6 +58,7 @@ def test_exp1_and_exp2_write_one_ok_record_per_row(ray_session, tmp_path):
         assert r["status"] == "ok" and r["family"] == "spectrogram" and r["representation"] == "mel"
         assert r["params"]["total"] >= r["params"]["trainable"] > 0
         assert [h["epoch"] for h in r["history"]] == [1] and r["history"][0]["loss"] > 0
+        assert r["selection"] == {"rule": "last", "epoch": 1}
         assert r["weights"] == ("random" if r["model"] in ("alexnet", "vgg16", "resnet18") else None)
         assert r["test"]["set"] == "test" and r["metrics"]["n_test"] == 10
     test_ids = {tuple(r["test"]["ids"]) for r in records}

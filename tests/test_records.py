@@ -37,7 +37,7 @@ def test_ok_and_failed_records_from_the_one_builder_validate():
     failed = build_record(SPEC, {}, status="failed", error="ValueError: boom")
     validate_record(failed)
     assert failed["metrics"] is None and failed["test"] is None and failed["error"] == "ValueError: boom"
-    assert set(ok) == set(failed) == set(record_schema()["required"])
+    assert set(ok) == set(failed) == {*record_schema()["required"], "selection"}  # selection: neural models only
 
 
 @pytest.mark.parametrize("mutate, where", [

@@ -289,6 +289,9 @@ def test_two_workers_selection_valid_and_phase_change(ray_session, tmp_path):
     losses = [h["valid_loss"] for h in history]
     best = min(range(len(losses)), key=losses.__getitem__)
     assert result["selected_epoch"] == best + 1
+    record = build_record(spec, settings, result={k: v for k, v in result.items() if k != "fitted"})
+    validate_record(record)
+    assert record["selection"] == {"rule": "valid", "epoch": best + 1}  # the record says which model was scored
     if len(history) < 4:  # stopped early: the last epoch did not improve on the best one
         assert best < len(history) - 1
     assert result["params"]["trainable"] == (11_181_642 if len(history) > 1 else 5_130)

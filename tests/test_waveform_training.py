@@ -193,6 +193,7 @@ def test_exp3_waveform_rows_end_to_end_through_the_sweep(ray_session, tmp_path, 
     assert all(r["status"] == "ok" and r["study"] == "exp3-waveform" and r["weights"].startswith("random init")
                for r in records)
     assert all(len(r["history"]) == 2 and r["params"]["trainable"] < r["params"]["total"] for r in records)
+    assert all(r["selection"] == {"rule": "last", "epoch": 2} for r in records)
     report = (tmp_path / "rep" / "REPORT.md").read_text()
     table3 = report.split("## Table 3")[1].split("\n## ")[0]
     assert sum(line.startswith("| Raw waveform") and "not run" not in line for line in table3.splitlines()) == 3
