@@ -174,9 +174,9 @@ def test_exp3_paper_profile_without_wav2vec2_weights_fails_in_one_sentence_befor
 
 
 @pytest.mark.slow
-def test_exp3_waveform_rows_end_to_end_through_the_sweep(ray_session, tmp_path, capsys):
-    """The sweep CLI on small synthetic data: every Wav2Vec2 row ends with an ok record and a filled report row;
-    running the study again (``--resume``) reuses the embedding cache."""
+def test_exp3_waveform_rows_end_to_end_through_the_sweep(ray_session, tmp_path):
+    """The sweep CLI on small synthetic data: every Wav2Vec2 row ends with an ok record and a filled report row,
+    the two head rows from one embedding cache (its reuse across runs: the cache test above)."""
     from raygenre.records import read_records
     from raygenre.sweep import main
 
@@ -197,11 +197,4 @@ def test_exp3_waveform_rows_end_to_end_through_the_sweep(ray_session, tmp_path, 
     report = (tmp_path / "rep" / "REPORT.md").read_text()
     table3 = report.split("## Table 3")[1].split("\n## ")[0]
     assert sum(line.startswith("| Raw waveform") and "not run" not in line for line in table3.splitlines()) == 3
-    caches = list((tmp_path / "w" / "shards").glob("*/embeddings/*/manifest.json"))
-    assert len(caches) == 1
-    stamp = caches[0].stat().st_mtime_ns
-    capsys.readouterr()
-    assert main(["exp3", *small, "--name", "w", "--resume", "--no-report", "--set", f"models={rows}"]) == 0
-    out = capsys.readouterr().out
-    assert "[embed] cache hit" in out and "3 already recorded, 0 to run" in out
-    assert caches[0].stat().st_mtime_ns == stamp and len(read_records(tmp_path / "w")) == 3
+    assert len(list((tmp_path / "w" / "shards").glob("*/embeddings/*/manifest.json"))) == 1
