@@ -146,6 +146,11 @@ def ensure_embeddings(shard_dir: str | Path, trials: list[dict], data_hash: str)
     return out
 
 
+def read_cache_manifest(folder: str | Path) -> dict[str, Any]:
+    """A finished cache's manifest: settings, rows, time, the backbone's description and parameter count."""
+    return json.loads((Path(folder) / MANIFEST).read_text())
+
+
 def load_embeddings(folder: str | Path, ids: list[str], id_column: str = "clip_id"
                     ) -> tuple[np.ndarray, list[str], list[str]]:
     """float32 embeddings (N, ...), ``id_column`` values and labels of the cached rows whose id is in ``ids``."""

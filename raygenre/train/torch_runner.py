@@ -110,6 +110,11 @@ def to_dataset(images: np.ndarray, labels: list[int], *, with_index: bool = Fals
     return ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // BLOCK_ROWS)))
 
 
+def train_storage(settings: dict) -> str:
+    """Where trials keep their training state: the run's ``train/`` folder (a temporary one outside a sweep)."""
+    return settings.get("train_storage") or os.path.join(tempfile.gettempdir(), "raygenre-train")
+
+
 def train_run_name(spec: dict, settings: dict) -> str:
     """Path-safe trial key plus a hash of what training depends on: same trial and settings -> same run
     (so a re-launch resumes it), changed settings under the same run directory -> a fresh run."""
@@ -140,7 +145,7 @@ def _fit(spec: dict, settings: dict, datasets: dict, loop_config: dict) -> Any:
     train = spec["train"]
     gpus = resolve_gpus(train["gpus_per_worker"])
     per_worker = {"CPU": WORKER_CPUS, **({"GPU": gpus} if gpus else {})}
-    storage = settings.get("train_storage") or os.path.join(tempfile.gettempdir(), "raygenre-train")
+    storage = train_storage(settings)
     trainer = TorchTrainer(
         train_func,
         train_loop_config=loop_config,
@@ -165,7 +170,7 @@ def _train_in_trial(spec: dict, settings: dict, datasets: dict, loop_config: dic
     from raygenre.train.torch_loop import train_loop
     from raygenre.train.train_session import InTrialSession
 
-    storage = settings.get("train_storage") or os.path.join(tempfile.gettempdir(), "raygenre-train")
+    storage = train_storage(settings)
     session = InTrialSession(datasets, os.path.join(storage, train_run_name(spec, settings), "checkpoint"),
                              torch.device(device))
     cpus = max(1, round(float(settings.get("cpus_per_trial") or 1)))

@@ -12,9 +12,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-from typing import Any
 
 import numpy as np
 
@@ -48,14 +46,14 @@ def _features(folder: str, ids: list[str], variant: str) -> tuple[np.ndarray, li
     return np.ascontiguousarray(feats), [GENRE_INDEX[labels[r]] for r in rows]
 
 
-def _head_module(variant: str, feats: np.ndarray, windows: bool):
+def _head_module(variant: str, feature_shape: tuple[int, ...], windows: bool):
     """The variant's head on cached features; with chunking the clip's logits are the mean over windows."""
     import torch
     from torch import nn
 
     from raygenre.models.waveform import build_head
 
-    hidden, layers = feats.shape[-1], (feats.shape[-2] if variant == "layer_probe" else 1)
+    hidden, layers = feature_shape[-1], (feature_shape[-2] if variant == "layer_probe" else 1)
     head = build_head(variant, hidden, n_layers=layers)
 
     class WindowMean(nn.Module):
@@ -75,11 +73,11 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
     import torch
     from safetensors.torch import save_file
 
-    from raygenre.data.embeddings import embedding_key
+    from raygenre.data.embeddings import embedding_key, read_cache_manifest
     from raygenre.models.counting import param_counts
     from raygenre.models.optim import make_optimizer, make_scheduler, step_scheduler
     from raygenre.train.torch_loop import epoch_seed, feature_batches, run_batches
-    from raygenre.train.torch_runner import split_rows, train_run_name
+    from raygenre.train.torch_runner import split_rows, train_run_name, train_storage
 
     train, seed = spec["train"], int(spec["split"]["seed"])
     timings: dict[str, float] = {}
@@ -99,7 +97,7 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
     windows = (spec.get("params") or {}).get("chunk_seconds") is not None
     # 3. Head, optimiser and schedule from the train block.
     torch.manual_seed(seed)
-    head = _head_module(spec["variant"], tensors["train"][0].cpu().numpy()[:1], windows).to(dev)
+    head = _head_module(spec["variant"], tuple(tensors["train"][0].shape), windows).to(dev)
     optimizer = make_optimizer(head.parameters(), train["optimizer"], train["learning_rate"], train["weight_decay"])
     scheduler = make_scheduler(optimizer, train["schedule"], int(train["epochs"]))
     # 4. Epochs; with selection: valid the best validation epoch is kept (never the test set's).
@@ -134,12 +132,11 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
         _, _, _, preds = run_batches(head, feature_batches(*tensors["eval"], bs, None))
     y_pred = [GENRES[i] for i in torch.cat(preds).tolist()]
     y_true = [GENRES[i] for i in tensors["eval"][1].cpu().tolist()]
-    storage = settings.get("train_storage") or os.path.join(tempfile.gettempdir(), "raygenre-train")
-    folder = os.path.join(storage, train_run_name(spec, settings))
+    folder = os.path.join(train_storage(settings), train_run_name(spec, settings))
     os.makedirs(folder, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
               os.path.join(folder, "head.safetensors"))
-    manifest = _cache_manifest(cache)
+    manifest = read_cache_manifest(cache)
     head_params = param_counts(head)[0]
     backbone_params = int(manifest.get("backbone_params") or 0)
     return {
@@ -155,12 +152,3 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
                    "variant": spec["variant"], "params": dict(spec.get("params") or {}), "seed": seed},
         "timings": {k: round(v, 4) for k, v in timings.items()},
     }
-
-
-def _cache_manifest(folder: str) -> dict[str, Any]:
-    import json
-
-    from raygenre.data.embeddings import MANIFEST
-
-    with open(os.path.join(folder, MANIFEST)) as f:
-        return json.load(f)
