@@ -22,18 +22,19 @@ from pathlib import Path
 from raygenre.errors import ArtifactError, RaygenreError, one_line
 from raygenre.records import latest_by_trial, read_records
 from raygenre.stats import wilson_interval
+from raygenre.storage import RunPath
 
 FORMATS = ("table", "json", "csv")
 
 
-def kept_models(run_dir: Path) -> list[dict]:
+def kept_models(run_dir: RunPath) -> list[dict]:
     """Ok, test-scored records of ``run_dir`` whose model was kept, best test accuracy first."""
     records = [r for r in latest_by_trial(read_records(run_dir)).values()
                if r["status"] == "ok" and r.get("artifact") and (r.get("test") or {}).get("set", "test") == "test"]
     return sorted(records, key=lambda r: (-r["metrics"]["accuracy"], r["trial_key"]))
 
 
-def choose_model(run_dir: Path, wanted: str | None) -> dict:
+def choose_model(run_dir: RunPath, wanted: str | None) -> dict:
     """The record whose kept model answers: the best, or the best of ``NAME[:VARIANT]``."""
     kept = kept_models(run_dir)
     if not kept:
@@ -123,10 +124,22 @@ def render(results: list[dict], fmt: str, top: int) -> str:
     return "\n".join(lines)
 
 
+def local_copy(folder: RunPath) -> Path:
+    """The kept model's folder on this machine: itself, or a download from object storage."""
+    if folder.local is not None:
+        return folder.local
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder} does not exist: the record names a kept model that is not there.")
+    import tempfile
+
+    return folder.download(Path(tempfile.mkdtemp(prefix="raygenre-model-")) / folder.name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m raygenre.predict", description=__doc__.splitlines()[0])
     p.add_argument("inputs", nargs="+", metavar="AUDIO_OR_DIR", help="audio files and/or folders of audio files")
-    p.add_argument("--run", required=True, type=Path, help="a run directory written by python -m raygenre.sweep")
+    p.add_argument("--run", required=True, type=RunPath.of,
+                   help="a run directory written by python -m raygenre.sweep (a folder or an s3:// URI)")
     p.add_argument("--model", help="NAME or NAME:VARIANT of a kept model (default: the best on the test clips)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--top", type=int, default=3, help="genres shown per file (default 3)")
@@ -138,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         record = choose_model(args.run, args.model)
-        folder = args.run / record["artifact"]
+        folder = local_copy(args.run / record["artifact"])
         print(describe_choice(record), file=sys.stderr)
         if record.get("feature_set") == "kaggle58":
             print("warning: this model reads the Kaggle 'length' input, a property of the source file (its sample "

@@ -1,6 +1,8 @@
 """The record: one JSON line per finished trial, the only thing the reporter reads.
 
-Layout: ``<run_dir>/records/<study>.jsonl``. The format is the JSON Schema in
+Layout: ``<run_dir>/records/<study>.jsonl`` on a local disk. Objects cannot be appended to, so in
+object storage each record is an object of its own, ``<run_dir>/records/<study>/<UTC time>-<id>.json``
+(names sort in the order they were written); :func:`read_records` reads either. The format is the JSON Schema in
 ``raygenre/record.schema.json`` (version 2); :func:`append_record` refuses a record that does not
 validate, so nothing the pipeline writes can drift from it. :func:`build_record` is the one place a
 record is made, for finished and failed trials alike. Version-1 records (before the model registry)
@@ -44,13 +46,16 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 from raygenre.errors import RecordsError
+from raygenre.storage import RunPath
 
 RECORD_VERSION = 2
 SCHEMA_FILE = "record.schema.json"
@@ -145,8 +150,8 @@ def upgrade(record: dict) -> dict:
     return out
 
 
-def records_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "records"
+def records_dir(run_dir: str | Path | RunPath) -> RunPath:
+    return RunPath.of(run_dir) / "records"
 
 
 def append_record(path: str | Path, record: dict) -> None:
@@ -154,13 +159,29 @@ def append_record(path: str | Path, record: dict) -> None:
     validate_record(record)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(record, sort_keys=True, default=_jsonable) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
+        os.write(fd, _encode(record) + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_record(run_dir: str | Path | RunPath, study: str, record: dict) -> RunPath:
+    """Keep one record of ``study``: a line appended to its JSONL file locally, an object of its own remotely."""
+    folder = records_dir(run_dir)
+    if not folder.remote:
+        append_record(folder / f"{study}.jsonl", record)
+        return folder / f"{study}.jsonl"
+    validate_record(record)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    target = folder / study / f"{stamp}-{uuid.uuid4().hex[:8]}.json"
+    target.write_bytes(_encode(record))
+    return target
+
+
+def _encode(record: dict) -> bytes:
+    return json.dumps(record, sort_keys=True, default=_jsonable).encode()
 
 
 def _jsonable(value):
@@ -173,11 +194,13 @@ def _jsonable(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def iter_record_files(run_dir: str | Path) -> list[Path]:
-    return sorted(records_dir(run_dir).glob("*.jsonl"))
+def iter_record_files(run_dir: str | Path | RunPath) -> list[RunPath]:
+    """The JSONL files and one-record objects under ``run_dir/records``, each sorted by name."""
+    folder = records_dir(run_dir)
+    return folder.files(".jsonl", recursive=False) + [p for p in folder.files(".json") if p.name[:1].isdigit()]
 
 
-def read_records(run_dir: str | Path, *, require: bool = True) -> list[dict]:
+def read_records(run_dir: str | Path | RunPath, *, require: bool = True) -> list[dict]:
     """Every record under ``run_dir/records`` (upgraded to this version); a line cut short by a crash is skipped.
 
     With ``require`` a missing or empty records folder is a one-sentence RecordsError.
@@ -185,10 +208,12 @@ def read_records(run_dir: str | Path, *, require: bool = True) -> list[dict]:
     folder = records_dir(run_dir)
     files = iter_record_files(run_dir)
     if require and not files:
-        raise RecordsError(f"no records found: {folder} is missing or holds no *.jsonl files.")
+        raise RecordsError(f"no records found: {folder} is missing or holds no records.")
+    with ThreadPoolExecutor(max_workers=16 if folder.remote else 1) as pool:  # one GET per object remotely
+        texts = list(pool.map(lambda p: p.read_text(), files))
     records: list[dict] = []
-    for path in files:
-        for line in path.read_text().splitlines():
+    for text in texts:
+        for line in text.splitlines():
             line = line.strip()
             if not line:
                 continue
@@ -209,7 +234,7 @@ def latest_by_trial(records: Iterable[dict]) -> dict[str, dict]:
     return out
 
 
-def check_complete(run_dir: str | Path, planned: list[dict]) -> list[str]:
+def check_complete(run_dir: str | Path | RunPath, planned: list[dict]) -> list[str]:
     """Records must match the plan: every planned trial has a record and none failed.
 
     Returns the failed trial keys' one-line errors (empty when all are ok); raises RecordsError

@@ -24,6 +24,7 @@ from raygenre.config import (
     sweeps_dir,
 )
 from raygenre.errors import ConfigError, RaygenreError, one_line
+from raygenre.storage import RunPath, check_reachable
 
 
 def available_experiments() -> list[str]:
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feature-set", choices=["kaggle58", "content57"])
     p.add_argument("--xgboost-backend", choices=["in_trial", "distributed"])
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. exp4.bootstraps=10")
-    p.add_argument("--storage", default="runs", help="folder that holds run directories (default: runs)")
+    p.add_argument("--storage", default="runs",
+                   help="folder or object-store URI (s3://bucket/prefix) that holds run directories (default: runs)")
     p.add_argument("--name", help="run directory name (default: <experiment>-<profile>-<config hash>)")
     p.add_argument("--resume", action="store_true", help="finish a run: only trials without a record run")
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
@@ -140,12 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     from raygenre.train.experiment import SweepFailed
 
     try:
-        if str(args.storage).startswith("s3://"):
-            raise ConfigError("s3:// storage is not supported yet: give a local or shared-filesystem folder.")
+        storage = RunPath.of(args.storage)
         configs = build_configs(args)
         check_weights_early(configs)
-        run_dir = Path(args.storage).expanduser().resolve() / (args.name or run_name(configs, args.experiment))
-        run_dir.mkdir(parents=True, exist_ok=True)
+        check_reachable(storage)
+        run_dir = storage / (args.name or run_name(configs, args.experiment))
+        run_dir.mkdir()
         print(f"[sweep] run directory {run_dir}", flush=True)
         from raygenre.train.experiment import run_experiment, scan_sources
 
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_report:
             from raygenre.report import write_report
 
-            report = write_report(run_dir, Path(args.report_dir) if args.report_dir else run_dir / "report")
+            report = write_report(run_dir, args.report_dir or run_dir / "report")
             print(f"[sweep] report: {report}", flush=True)
         return 0
     except RaygenreError as exc:

@@ -213,11 +213,12 @@ def fake_stages(monkeypatch):
     """Stand-ins for the Ray stages that write just enough Parquet; ``calls`` records what ran."""
     calls: list[tuple[str, ...]] = []
 
-    def probe(paths, cfg):
+    def probe(paths, cfg, filesystem=None):
         return [{"path": p, "error": None, "native_rate": SR, "channels": 1, "seconds": 6.0} for p in paths]
 
-    def compute(paths, cfg, reps, augmented, staging):
+    def compute(paths, cfg, reps, augmented, staging, filesystem=None):
         calls.append(tuple(reps))
+        staging = staging.local
         staging.mkdir(parents=True)
         ids = [Path(p).name.rsplit(".", 1)[0] for p in paths]
         pq.write_table(pa.table({"clip_id": ids, "path": paths, "error": [None] * len(paths),
@@ -228,7 +229,7 @@ def fake_stages(monkeypatch):
 
     def repack(staging, out, folder):
         pq.write_table(pa.table({"clip_id": ["a"], "label": ["rock"], "transform": ["original"]}),
-                       out / "part.parquet")
+                       out.local / "part.parquet")
 
     monkeypatch.setattr(pipeline, "ray_session", nullcontext)
     monkeypatch.setattr(pipeline, "_probe", probe)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from feature_tables import make_features_csv  # noqa: E402
 from ray_head import BIN, Head, clean_env  # noqa: E402
 
-from raygenre.records import read_records  # noqa: E402
+from raygenre.records import latest_by_trial, read_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,3 +160,91 @@ def test_token_auth_refuses_clients_without_the_token(tmp_path):
         records = read_records(storage / "job")
         assert len(records) == 3 and all(r["status"] == "ok" for r in records)
         assert records[0]["run"]["hardware"]["cluster_cpus"] == 2
+
+        # A job stopped with `ray job stop` leaves a run that `--resume` completes, on the same head.
+        _stop_then_resume(head, env, token, submit, storage, bootstraps=12)
+
+
+def _job_info(dashboard: int, token: str, submission_id: str) -> dict:
+    status, body = _http(f"http://127.0.0.1:{dashboard}/api/jobs/{submission_id}", token)
+    assert status == 200, f"job {submission_id}: HTTP {status} {body[:300]}"
+    return json.loads(body)
+
+
+def _job_logs(dashboard: int, token: str, submission_id: str) -> str:
+    status, body = _http(f"http://127.0.0.1:{dashboard}/api/jobs/{submission_id}/logs", token)
+    return json.loads(body).get("logs", "") if status == 200 else f"(no logs: HTTP {status} {body[:200]})"
+
+
+def _stop_then_resume(head: Head, env: dict, token: str, submit: list[str], storage: Path, bootstraps: int) -> None:
+    """`ray job submit --no-wait` a longer exp4, `ray job stop` it once it has recorded a trial, then
+    `ray job submit ... --resume` the same run: every planned trial ends with exactly one ok record."""
+    t0 = time.time()
+    address = f"http://127.0.0.1:{head.dashboard}"
+    planned = bootstraps + 1  # exp4 with one training fraction: the bootstraps plus one size trial
+    run_dir = storage / "stopped"
+    args = submit[submit.index("--") + 1:]
+    args[args.index("--name") + 1] = "stopped"
+    args[args.index("exp4.bootstraps=2")] = f"exp4.bootstraps={bootstraps}"
+    ray_job = [str(BIN / "ray"), "job"]
+    common = ["--address", address]
+    submission_id = f"stopped-{int(time.time())}"
+    started = subprocess.run([*ray_job, "submit", "--no-wait", *common, "--submission-id", submission_id,
+                              "--working-dir", str(ROOT), "--", *args],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, (started.stdout + started.stderr)[-3000:]
+
+    deadline = time.time() + 200
+    while len(read_records(run_dir, require=False)) < 1:
+        state = _job_info(head.dashboard, token, submission_id)["status"]
+        if state in ("SUCCEEDED", "FAILED", "STOPPED") or time.time() > deadline:
+            pytest.fail(f"job {submission_id} is {state} with no record yet after {time.time() - t0:.0f} s; "
+                        f"its logs:\n{_job_logs(head.dashboard, token, submission_id)[-3000:]}")
+        time.sleep(0.5)
+    first_seen = time.time() - t0
+    t_stop = time.time()
+
+    stop = subprocess.run([*ray_job, "stop", *common, submission_id], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert stop.returncode == 0, (stop.stdout + stop.stderr)[-3000:]
+    stop_s = time.time() - t_stop
+    status = subprocess.run([*ray_job, "status", *common, submission_id], env=env, capture_output=True,
+                            text=True, timeout=120)
+    before = read_records(run_dir, require=False)
+    state = _job_info(head.dashboard, token, submission_id)["status"]
+    assert state == "STOPPED" and "was stopped" in status.stdout + status.stderr, (
+        f"`ray job stop` returned, but the job is not STOPPED ({len(before)} of {planned} records; if all, "
+        f"it finished before the stop: raise the bootstraps): {state}\n{status.stdout}{status.stderr}"
+        f"\n{_job_logs(head.dashboard, token, submission_id)[-3000:]}")
+    assert 1 <= len(before) < planned, (
+        f"the stopped job left {len(before)} of {planned} records: the test needs a partial run "
+        f"(raise the bootstraps if it finished before the stop)")
+    time.sleep(1)  # nothing writes after the stop: the driver appends the records and it is gone
+    assert len(read_records(run_dir, require=False)) == len(before), "records were appended after the stop"
+
+    t_resume = time.time()
+    resumed = subprocess.run([*ray_job, "submit", *common, "--working-dir", str(ROOT), "--", *args, "--resume"],
+                             env=env, capture_output=True, text=True, timeout=420)
+    resume_s = time.time() - t_resume
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0 and "succeeded" in out, out[-3000:]
+    already = {m[0]: (int(m[1]), int(m[2]), int(m[3])) for m in  # study: (planned, already recorded, to run)
+               re.findall(r"\[(exp4-\w+)\] (\d+) planned, (\d+) already recorded, (\d+) to run", out)}
+    ok_before = {r["trial_key"] for r in before if r["status"] == "ok"}
+    assert sum(n for n, _, _ in already.values()) == planned, out[-3000:]
+    assert sum(k for _, k, _ in already.values()) == len(ok_before) >= 1, out[-3000:]
+    assert sum(t for _, _, t in already.values()) == planned - len(ok_before), out[-3000:]
+
+    after = read_records(run_dir)
+    per_trial: dict[str, int] = {}
+    for r in after:
+        per_trial[r["trial_key"]] = per_trial.get(r["trial_key"], 0) + (r["status"] == "ok")
+    latest = latest_by_trial(after)
+    assert len(latest) == planned and all(r["status"] == "ok" for r in latest.values()), \
+        {k: r["status"] for k, r in latest.items()}
+    assert per_trial == dict.fromkeys(latest, 1), f"trials recorded ok more than once: {per_trial}"
+    print(f"\nstop/resume: first record after {first_seen:.1f} s, stop took {stop_s:.1f} s, {len(before)} of "
+          f"{planned} records at the stop, {len(after)} after --resume ({resume_s:.1f} s; {already}), "
+          f"{time.time() - t0:.1f} s in all")
+    print(out[-4000:])
+    print([r["finished_at"] for r in after])

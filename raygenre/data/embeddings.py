@@ -10,15 +10,13 @@ shape ``(L+1, H)`` (``(W, L+1, H)`` with chunking), so one cache serves both var
 the last layer, ``layer_probe`` learns a weighting of all of them.
 
 The key hashes what the numbers depend on: backbone and weights, chunking, the shard set's data hash
-and the representation. A finished cache has ``manifest.json``; a run killed mid-pass leaves only a
-``.partial`` folder, which the next run replaces.
+and the representation. A finished cache has ``manifest.json``, written last; a folder without one
+(a run killed mid-pass) is deleted and computed again. The cache may be in object storage.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from raygenre.config import config_hash
+from raygenre.storage import RunPath
 
 CACHED_VARIANTS = ("frozen", "layer_probe")
 MANIFEST = "manifest.json"
@@ -74,7 +73,7 @@ class EmbeddingWorker:
         return out
 
 
-def _embed(spec: dict, source: Path, target: Path, id_column: str) -> int:
+def _embed(spec: dict, shard_dir: RunPath, representation: str, target: RunPath, id_column: str) -> int:
     """Run the Ray Data pass into ``target``; returns the number of rows written."""
     import ray
     import ray.data
@@ -87,16 +86,14 @@ def _embed(spec: dict, source: Path, target: Path, id_column: str) -> int:
     # (the same reason the write asks for none).
     from raygenre.data.shards import load_table
 
-    table = load_table(source.parent, source.name, columns=[id_column, "label", "waveform"]
+    table = load_table(shard_dir, representation, columns=[id_column, "label", "waveform"]
                        + (["clip_id"] if id_column != "clip_id" else []))
     ds = ray.data.from_items(table.to_pylist(), override_num_blocks=max(1, -(-table.num_rows // (4 * EMBED_BATCH))))
     ds = ds.map_batches(EmbeddingWorker, fn_constructor_args=(spec,), batch_size=EMBED_BATCH,
                         batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
                         **({"num_gpus": 1} if gpus >= 1 else {"num_cpus": 1}))
-    ds.write_parquet(str(target), concurrency=actors, ray_remote_args={"num_cpus": 0})
-    import pyarrow.parquet as pq
-
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in target.rglob("*.parquet"))
+    ds.write_parquet(target.path, filesystem=target.fs, concurrency=actors, ray_remote_args={"num_cpus": 0})
+    return load_table(target.parent, target.name, columns=[id_column]).num_rows
 
 
 def _backbone_facts(spec: dict) -> dict[str, Any]:
@@ -109,12 +106,13 @@ def _backbone_facts(spec: dict) -> dict[str, Any]:
     return {"weights": check_backbone(*args), "backbone_params": backbone_param_count(*args)}
 
 
-def ensure_embeddings(shard_dir: str | Path, trials: list[dict], data_hash: str) -> dict[str, str]:
+def ensure_embeddings(shard_dir: str | Path | RunPath, trials: list[dict], data_hash: str) -> dict[str, str]:
     """The cache folder of every cached-head waveform trial's embeddings, computing the missing ones.
 
-    Returns ``{key: folder}``; prints one line per cache (hit, or computed with its time).
+    Returns ``{key: folder}``; prints one line per cache (hit, or computed with its time). The
+    manifest is written last, so a folder without one (a run killed mid-write) is recomputed.
     """
-    shard_dir = Path(shard_dir)
+    shard_dir = RunPath.of(shard_dir)
     wanted: dict[str, dict] = {}
     for spec in trials:
         if spec["family"] == "waveform" and spec["variant"] in CACHED_VARIANTS:
@@ -129,36 +127,31 @@ def ensure_embeddings(shard_dir: str | Path, trials: list[dict], data_hash: str)
         settings = embedding_settings(spec)
         representation = settings["representation"]
         id_column = "parent_id" if representation.endswith("_augmented") else "clip_id"
-        partial = folder.with_name(f"{key}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
+        folder.delete()
         print(f"[embed] computing {representation} embeddings ({settings['backbone'] or 'default backbone'}, "
               f"{settings['weights_source']} weights) on Ray Data", flush=True)
         started = time.perf_counter()
-        rows = _embed(spec, shard_dir / representation, partial, id_column)
+        rows = _embed(spec, shard_dir, representation, folder, id_column)
         seconds = time.perf_counter() - started
-        backbone = _backbone_facts(spec)
-        (partial / MANIFEST).write_text(json.dumps({"key": key, "settings": settings, "data_hash": data_hash,
-                                                    "rows": rows, "seconds": round(seconds, 2), **backbone},
-                                                   indent=2))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(partial, folder)
+        (folder / MANIFEST).write_json({"key": key, "settings": settings, "data_hash": data_hash, "rows": rows,
+                                        "seconds": round(seconds, 2), **_backbone_facts(spec)})
         print(f"[embed] wrote {rows} rows to {folder} in {seconds:.1f} s", flush=True)
     return out
 
 
-def read_cache_manifest(folder: str | Path) -> dict[str, Any]:
+def read_cache_manifest(folder: str | Path | RunPath) -> dict[str, Any]:
     """A finished cache's manifest: settings, rows, time, the backbone's description and parameter count."""
-    return json.loads((Path(folder) / MANIFEST).read_text())
+    return (RunPath.of(folder) / MANIFEST).read_json()
 
 
-def load_embeddings(folder: str | Path, ids: list[str], id_column: str = "clip_id"
+def load_embeddings(folder: str | Path | RunPath, ids: list[str], id_column: str = "clip_id"
                     ) -> tuple[np.ndarray, list[str], list[str]]:
     """float32 embeddings (N, ...), ``id_column`` values and labels of the cached rows whose id is in ``ids``."""
-    import pyarrow.parquet as pq
+    from raygenre.data.shards import load_table
 
-    files = sorted(str(p) for p in Path(folder).rglob("*.parquet"))
-    table = pq.read_table(files, columns=[id_column, "label", "embedding", "shape"],
-                          filters=[(id_column, "in", sorted(set(ids)))])
+    folder = RunPath.of(folder)
+    table = load_table(folder.parent, folder.name, columns=[id_column, "label", "embedding", "shape"],
+                       ids=ids, id_column=id_column)
     shapes = table.column("shape").to_pylist()
     shape = json.loads(shapes[0]) if shapes else [0]
     blobs = table.column("embedding").to_pylist()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from raygenre.errors import DatasetError
 from raygenre.genres import GENRE_INDEX, GENRES
@@ -42,6 +43,18 @@ class Discovery:
     layout: str
     clips: list[Clip]
     ignored: list[dict] = field(default_factory=list)  # {"path": str, "reason": str}
+    mirror: Any = None  # a RunPath holding a copy of ``root`` that every node reaches (object storage)
+
+    def read_path(self, clip: Clip) -> str:
+        """Where Ray Data reads a clip from: the file, or its copy in ``mirror`` (as ``mirror.fs`` names it)."""
+        if self.mirror is None:
+            return str(clip.path)
+        return f"{self.mirror.path}/{clip.path.relative_to(self.root).as_posix()}"
+
+    @property
+    def read_filesystem(self):
+        """The pyarrow filesystem of :meth:`read_path` (None: the local disk)."""
+        return None if self.mirror is None else self.mirror.fs
 
     @property
     def ids(self) -> list[str]:

@@ -31,9 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from raygenre.config import PrepareConfig, PrepareSpec
 from raygenre.data.audio import ORIGINAL, transform_names
@@ -52,6 +50,7 @@ from raygenre.data.shards import (
     MANIFEST_FORMAT,
     REPRESENTATIONS,
     base_representation,
+    load_table,
     payload_columns,
     read_manifest,
     shard_folders,
@@ -61,6 +60,7 @@ from raygenre.data.source import find_clips
 from raygenre.errors import ConfigError, PrepareError, RaygenreError
 from raygenre.genres import GENRES
 from raygenre.ray_session import ray_session
+from raygenre.storage import RunPath
 from raygenre.versions import package_versions
 
 log = logging.getLogger("raygenre.prepare")
@@ -118,35 +118,38 @@ def _n_workers(cfg: PrepareConfig) -> int:
     return cfg.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def _probe(paths: list[str], cfg: PrepareConfig) -> list[dict]:
+def _probe(paths: list[str], cfg: PrepareConfig, filesystem=None) -> list[dict]:
     import ray
 
-    ds = ray.data.read_binary_files(paths, include_paths=True, num_cpus=0, concurrency=_n_workers(cfg))
+    ds = ray.data.read_binary_files(paths, include_paths=True, num_cpus=0, concurrency=_n_workers(cfg),
+                                    filesystem=filesystem)
     return ds.map_batches(_probe_batch, fn_kwargs={"min_seconds": cfg.min_seconds},
                           batch_size=16, batch_format="numpy").take_all()
 
 
 def clip_dataset(paths: list[str], cfg: PrepareConfig, representations: Sequence[str], augmented: bool = False,
-                 worker: type = ClipWorker, workers: int | None = None):
-    """The heavy pass as a lazy Ray Dataset: bytes -> warm actor pool -> rows (the benchmark runs this too)."""
+                 worker: type = ClipWorker, workers: int | None = None, filesystem=None):
+    """The heavy pass as a lazy Ray Dataset: bytes -> warm actor pool -> rows (the benchmark runs this too).
+
+    ``filesystem`` (pyarrow) reads ``paths`` from object storage; None reads the local disk."""
     import ray
 
     n = workers or _n_workers(cfg)
     ds = ray.data.read_binary_files(paths, include_paths=True, num_cpus=0, concurrency=n,
-                                    override_num_blocks=min(len(paths), 8 * n))
+                                    override_num_blocks=min(len(paths), 8 * n), filesystem=filesystem)
     return ds.map_batches(worker, fn_constructor_args=(cfg, tuple(representations), augmented),
                           batch_size=cfg.batch_size, batch_format="numpy", num_cpus=1,
                           compute=ray.data.ActorPoolStrategy(min_size=n, max_size=n))
 
 
 def _compute(paths: list[str], cfg: PrepareConfig, representations: Sequence[str], augmented: bool,
-             staging: Path) -> None:
+             staging: RunPath, filesystem=None) -> None:
     n = _n_workers(cfg)
-    ds = clip_dataset(paths, cfg, representations, augmented, workers=n)
-    ds.write_parquet(str(staging), concurrency=n, ray_remote_args={"num_cpus": 0})
+    ds = clip_dataset(paths, cfg, representations, augmented, workers=n, filesystem=filesystem)
+    ds.write_parquet(staging.path, filesystem=staging.fs, concurrency=n, ray_remote_args={"num_cpus": 0})
 
 
-def _repack(staging: Path, out: Path, folder: str) -> None:
+def _repack(staging: RunPath, out: RunPath, folder: str) -> None:
     """Copy one shard folder out of the staging table: its rows (originals, or augmented variants)
     and only its own columns."""
     import ray
@@ -155,13 +158,12 @@ def _repack(staging: Path, out: Path, folder: str) -> None:
     keep = col("error").is_null()
     keep = keep & ((col("transform") != ORIGINAL) if folder.endswith(AUGMENTED_SUFFIX)
                    else (col("transform") == ORIGINAL))
-    ray.data.read_parquet(str(staging)).filter(expr=keep).select_columns(payload_columns(folder)) \
-        .write_parquet(str(out))
+    ray.data.read_parquet(staging.path, filesystem=staging.fs).filter(expr=keep) \
+        .select_columns(payload_columns(folder)).write_parquet(out.path, filesystem=out.fs)
 
 
-def _rep_entry(rep_dir: Path, folder: str, cfg: PrepareConfig) -> dict:
-    rows = pq.read_table(rep_dir, columns=["clip_id", "label", "transform"]).to_pandas() \
-        if any(rep_dir.rglob("*.parquet")) else pd.DataFrame(columns=["clip_id", "label", "transform"])
+def _rep_entry(shard_dir: RunPath, folder: str, cfg: PrepareConfig) -> dict:
+    rows = load_table(shard_dir, folder, columns=["clip_id", "label", "transform"]).to_pandas()
     entry: dict[str, Any] = {
         "path": folder,
         "rows": int(len(rows)),
@@ -180,6 +182,24 @@ def _rep_entry(rep_dir: Path, folder: str, cfg: PrepareConfig) -> dict:
     return entry
 
 
+def _publish_folder(staging: RunPath, shard_dir: RunPath, work: RunPath, folder: str) -> None:
+    """Write one shard folder from the staging rows and put it in place of any older one.
+
+    Locally it is written beside the set and renamed in; an object store cannot rename a folder,
+    so there the old objects are deleted and the new ones written in place.
+    """
+    target = shard_dir / folder
+    if target.remote:
+        target.delete()
+        _repack(staging, target, folder)
+        return
+    built = work / folder
+    built.mkdir()
+    _repack(staging, built, folder)
+    shutil.rmtree(target.uri, ignore_errors=True)
+    os.replace(built.uri, target.uri)
+
+
 # --- the entry point --------------------------------------------------------------------------
 
 def _check(names: Sequence[str], cfg: PrepareConfig) -> tuple[str, ...]:
@@ -196,7 +216,7 @@ def _check(names: Sequence[str], cfg: PrepareConfig) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _reusable(shard_dir: Path, spec: PrepareSpec, inputs: dict) -> dict | None:
+def _reusable(shard_dir: RunPath, spec: PrepareSpec, inputs: dict) -> dict | None:
     """The existing manifest if it was made from these inputs and this config; else clear the set."""
     try:
         manifest = read_manifest(shard_dir)
@@ -207,14 +227,14 @@ def _reusable(shard_dir: Path, spec: PrepareSpec, inputs: dict) -> dict | None:
         return manifest
     log.info("inputs or config changed since %s was written; recomputing", shard_dir)
     for name in shard_folders(REPRESENTATIONS, augmented=True):
-        shutil.rmtree(shard_dir / name, ignore_errors=True)
+        (shard_dir / name).delete()
     return None
 
 
 def _new_manifest(spec: PrepareSpec, found: Discovery, inputs: dict, timings: dict) -> dict:
     """Probe every file, check the configured split can be drawn over the usable clips, start the manifest."""
     t = time.perf_counter()
-    probed = _probe([str(c.path) for c in found.clips], spec.prepare)
+    probed = _probe([found.read_path(c) for c in found.clips], spec.prepare, found.read_filesystem)
     timings["probe"] = round(time.perf_counter() - t, 3)
     bad = {clip_id_from_filename(r["path"]): r for r in probed if r["error"]}
     skipped = [{"clip_id": c.clip_id, "path": str(c.path), "reason": bad[c.clip_id]["error"], "stage": "probe"}
@@ -252,12 +272,12 @@ def _tally(values: Any) -> dict[str, int]:
     return dict(sorted(Counter(str(v) for v in values).items()))
 
 
-def shard_dir_of(spec: PrepareSpec, run_dir: Path | str) -> Path:
-    return Path(run_dir).expanduser() / "shards" / spec.hash()
+def shard_dir_of(spec: PrepareSpec, run_dir: Path | str | RunPath) -> RunPath:
+    return RunPath.of(run_dir) / "shards" / spec.hash()
 
 
-def ensure_shards(spec: PrepareSpec, run_dir: Path | str, representations: Sequence[str] | None = None, *,
-                  augmented: bool | None = None, found: Discovery | None = None) -> Path:
+def ensure_shards(spec: PrepareSpec, run_dir: Path | str | RunPath, representations: Sequence[str] | None = None,
+                  *, augmented: bool | None = None, found: Discovery | None = None) -> RunPath:
     """``RUN_DIR/shards/<spec.hash()>`` with every requested folder, computing only what is missing.
 
     ``augmented`` (default: ``prepare.augment.enabled``) adds the augmented folders of mel and
@@ -285,32 +305,30 @@ def ensure_shards(spec: PrepareSpec, run_dir: Path | str, representations: Seque
         from raygenre.data.splits import check_splits
 
         check_splits(found.ids, spec.split.name, spec.split.seeds, spec.split.test_fraction)
-    shard_dir.mkdir(parents=True, exist_ok=True)
+    shard_dir.mkdir()
     cfg = spec.prepare
     need_reps = list(dict.fromkeys(base_representation(f) for f in missing))
     need_augmented = any(f.endswith(AUGMENTED_SUFFIX) for f in missing)
     with ray_session():
         if manifest is None:
             manifest = _new_manifest(spec, found, inputs, timings)
-        by_id = {c.clip_id: str(c.path) for c in found.clips}
+        by_id = {c.clip_id: found.read_path(c) for c in found.clips}
         paths = sorted(by_id[cid] for cid in manifest["clips"])
         work = shard_dir / f"_work-{uuid.uuid4().hex[:8]}"
+        staging = work / "staging"
         try:
             t = time.perf_counter()
             log.info("computing %s for %d clips on Ray Data", ", ".join(missing), len(paths))
-            _compute(paths, cfg, need_reps, need_augmented, work / "staging")
+            _compute(paths, cfg, need_reps, need_augmented, staging, found.read_filesystem)
             timings["compute"] = round(time.perf_counter() - t, 3)
-            failed = pq.read_table(work / "staging", columns=["clip_id", "path", "error", "transform"]).to_pylist()
+            failed = load_table(work, "staging", columns=["clip_id", "path", "error", "transform"]).to_pylist()
             t = time.perf_counter()
-            for folder in missing:
-                (work / folder).mkdir(parents=True)
-                _repack(work / "staging", work / folder, folder)
-                shutil.rmtree(shard_dir / folder, ignore_errors=True)
-                os.replace(work / folder, shard_dir / folder)
-                manifest["representations"][folder] = _rep_entry(shard_dir / folder, folder, cfg)
+            for folder in missing:  # a folder counts once the manifest names it, so a half-written one is redone
+                _publish_folder(staging, shard_dir, work, folder)
+                manifest["representations"][folder] = _rep_entry(shard_dir, folder, cfg)
             timings["write"] = round(time.perf_counter() - t, 3)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            work.delete()
     known = {(s["path"], s["stage"]) for s in manifest["skipped"]}
     manifest["skipped"] += [{"clip_id": r["clip_id"], "path": r["path"], "reason": r["error"], "stage": "compute"}
                             for r in failed if r["error"] and (r["path"], "compute") not in known]

@@ -9,9 +9,6 @@ augmented rows only for its training clips.
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import pyarrow.parquet as pq
 from raygenre.data.audio import ORIGINAL
 from raygenre.data.features import AUGMENTED_REPRESENTATIONS, FEATURE_COLUMNS, META_COLUMNS
 from raygenre.errors import PrepareError
+from raygenre.storage import RunPath
 
 REPRESENTATIONS = ("features", "mel", "waveform")
 AUGMENTED_SUFFIX = "_augmented"
@@ -49,46 +47,45 @@ def payload_columns(representation: str) -> list[str]:
     return [*META_COLUMNS, *payload]
 
 
-def read_manifest(shard_dir: Path | str) -> dict:
+def read_manifest(shard_dir: Path | str | RunPath) -> dict:
     """The shard set's ``manifest.json``; a missing one is an error that names the folder."""
-    path = Path(shard_dir) / MANIFEST
+    path = RunPath.of(shard_dir) / MANIFEST
     if not path.is_file():
         raise PrepareError(f"no prepared shards at {shard_dir}: run 'python -m raygenre.prepare' first.")
-    return json.loads(path.read_text())
+    return path.read_json()
 
 
-def write_manifest(shard_dir: Path, manifest: dict) -> None:
+def write_manifest(shard_dir: Path | str | RunPath, manifest: dict) -> None:
     """Atomic: a reader sees the old manifest or the new one, never half of one."""
-    tmp = shard_dir / f".{MANIFEST}.{uuid.uuid4().hex}"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, shard_dir / MANIFEST)
+    (RunPath.of(shard_dir) / MANIFEST).write_json(manifest)
 
 
-def load_table(shard_dir: Path | str, folder: str, columns: Sequence[str] | None = None,
+def load_table(shard_dir: Path | str | RunPath, folder: str, columns: Sequence[str] | None = None,
                ids: Sequence[str] | None = None, id_column: str = "clip_id") -> pa.Table:
     """One shard folder's rows, read with a single ``pyarrow.parquet.read_table`` of the folder.
 
     ``ids`` keeps only rows whose ``id_column`` is in it (a pushed-down filter: other row groups are
-    not decoded).
+    not decoded). The folder may be local or in object storage.
     """
-    path = Path(shard_dir) / folder
+    path = RunPath.of(shard_dir) / folder
     if not path.is_dir():
         raise PrepareError(f"no '{folder}' shards in {shard_dir}: prepare them with 'python -m raygenre.prepare'.")
     cols = list(columns) if columns else payload_columns(folder)
-    if not any(path.rglob("*.parquet")):
+    files = path.files(".parquet")
+    if not files:
         return pa.table({c: pa.array([], pa.string()) for c in cols})
     filters = [(id_column, "in", list(ids))] if ids is not None else None
-    return pq.read_table(path, columns=cols, filters=filters)
+    return pq.read_table([f.path for f in files], filesystem=path.fs, columns=cols, filters=filters)
 
 
-def load_features(shard_dir: Path | str) -> pd.DataFrame:
+def load_features(shard_dir: Path | str | RunPath) -> pd.DataFrame:
     """The ``read_features_csv`` frame from audio: index clip_id, ``label``, ``length``, the 57 features."""
     frame = load_table(shard_dir, "features").to_pandas()
     frame = frame[frame["transform"] == ORIGINAL].set_index("clip_id").sort_index()
     return frame[["label", *FEATURE_COLUMNS]]
 
 
-def usable_clip_ids(shard_dir: Path | str) -> list[str]:
+def usable_clip_ids(shard_dir: Path | str | RunPath) -> list[str]:
     """Every clip the shard set holds (the population any split is drawn from)."""
     return list(read_manifest(shard_dir)["clips"])
 

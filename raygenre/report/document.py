@@ -20,6 +20,7 @@ from raygenre.report.results import RowKey, RunData, collect, weights_summary
 from raygenre.report.tables import all_results, appendix_a, failed_trials, recall_facts, table1, table3
 from raygenre.report.training import history_results, training_section
 from raygenre.report.validity import validity_section
+from raygenre.storage import RunPath
 
 REPORT_NAME = "REPORT.md"
 
@@ -187,12 +188,20 @@ def build_report(records: list[dict], out_dir: str | Path) -> Path:
     return path
 
 
-def default_out_dir(run_dir: str | Path) -> Path:
+def default_out_dir(run_dir: str | Path | RunPath) -> Path:
     """``reports/<name of the run directory>``, relative to the working directory."""
-    return Path("reports") / Path(run_dir).resolve().name
+    return Path("reports") / RunPath.of(run_dir).name
 
 
-def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Report on the records under ``run_dir/records``; raises RecordsError if there are none."""
+def write_report(run_dir: str | Path | RunPath, out_dir: str | Path | RunPath | None = None) -> Path | RunPath:
+    """Report on the records under ``run_dir/records``; raises RecordsError if there are none.
+
+    ``out_dir`` may be in object storage: the report is drawn in a local temp folder and uploaded.
+    """
     records = read_records(run_dir)
-    return build_report(records, out_dir if out_dir is not None else default_out_dir(run_dir))
+    target = RunPath.of(out_dir if out_dir is not None else default_out_dir(run_dir))
+    if not target.remote:
+        return build_report(records, target.uri)
+    with target.written_locally() as folder:
+        build_report(records, folder)
+    return target / REPORT_NAME

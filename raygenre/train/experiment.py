@@ -7,7 +7,6 @@ through the run directory (shards, records, Tune storage).
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from raygenre.config import ExperimentConfig, prepare_spec_of
 from raygenre.data.gtzan import Discovery
 from raygenre.errors import ConfigError, RecordsError
 from raygenre.records import check_complete, latest_by_trial, read_records
+from raygenre.storage import RunPath
 from raygenre.train.plan import by_study, plan_experiment, plan_selection, representations_of
 
 
@@ -37,7 +37,7 @@ def audio_representations(cfg: ExperimentConfig) -> list[str]:
     return [r for r in representations_of(plan_experiment(cfg)) if r != "features" or not cfg.data.features_csv]
 
 
-def scan_sources(configs: list[ExperimentConfig], run_dir: Path) -> SourceData:
+def scan_sources(configs: list[ExperimentConfig], run_dir: RunPath) -> SourceData:
     """Read the CSV (validating it) and scan the audio folder, each at most once, before any Ray work."""
     from raygenre.data.kaggle_csv import read_features_csv
     from raygenre.data.source import find_clips
@@ -56,7 +56,7 @@ def scan_sources(configs: list[ExperimentConfig], run_dir: Path) -> SourceData:
     return data
 
 
-def load_inputs(cfg: ExperimentConfig, representations: list[str], run_dir: Path,
+def load_inputs(cfg: ExperimentConfig, representations: list[str], run_dir: RunPath,
                 data: SourceData) -> tuple[dict, dict, list[str]]:
     """Each representation's trial input, a description of the data, and the usable clip ids.
 
@@ -97,7 +97,7 @@ def audio_settings(cfg: ExperimentConfig) -> dict:
 
 
 def run_study(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dict, settings: dict,
-              run_dir: Path, *, resume: bool) -> None:
+              run_dir: RunPath, *, resume: bool) -> None:
     """Run the trials of one study that have no ok record yet."""
     from raygenre.train.tune_runner import run_trials
 
@@ -113,7 +113,7 @@ def run_study(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dic
         run_trials(cfg, study, todo, inputs, settings, run_dir)
 
 
-def require_success(run_dir: Path, planned: list[dict]) -> None:
+def require_success(run_dir: RunPath, planned: list[dict]) -> None:
     """Every planned trial has an ok record, or SweepFailed names what is missing or failed."""
     try:
         failed = check_complete(run_dir, planned)
@@ -123,7 +123,7 @@ def require_success(run_dir: Path, planned: list[dict]) -> None:
         raise SweepFailed(f"{len(failed)} of {len(planned)} trials failed after retries: " + "; ".join(failed[:5]))
 
 
-def choose_exp4_model(cfg: ExperimentConfig, inputs: dict, settings: dict, run_dir: Path) -> str | None:
+def choose_exp4_model(cfg: ExperimentConfig, inputs: dict, settings: dict, run_dir: RunPath) -> str | None:
     """exp4's model: None (the configured one), or the best on validation clips when asked to choose."""
     from raygenre.models.registry import get_model, model_names
 
@@ -143,7 +143,7 @@ def choose_exp4_model(cfg: ExperimentConfig, inputs: dict, settings: dict, run_d
     return best
 
 
-def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, data: SourceData,
+def run_experiment(cfg: ExperimentConfig, run_dir: RunPath, *, resume: bool, data: SourceData,
                    hardware: dict) -> list[dict]:
     """Load the inputs once, plan, run every study, check the records; returns the planned trials."""
     from raygenre.data.splits import check_splits
@@ -165,8 +165,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, data: 
     settings = {"xgboost": cfg.xgboost.model_dump(mode="json"), "cpus_per_trial": cfg.resources.cpus_per_trial,
                 "audio": audio_settings(cfg),
                 "run": run_info, "train_storage": str(run_dir / "train")}
-    (run_dir / "config").mkdir(parents=True, exist_ok=True)
-    (run_dir / "config" / f"{cfg.experiment}.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    (run_dir / "config" / f"{cfg.experiment}.json").write_json(cfg.model_dump(mode="json"))
     # 4. exp4 may first choose its model on validation clips.
     chosen = choose_exp4_model(cfg, inputs, settings, run_dir)
     if chosen:

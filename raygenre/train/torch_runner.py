@@ -28,6 +28,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import pyarrow.fs as pafs
 
 from raygenre.config import config_hash
 from raygenre.data.shards import load_table, mel_array, waveform_array
@@ -228,7 +229,8 @@ def run_torch_trial(spec: dict, rep_inputs: dict, settings: dict, *, device: str
         result = _fit(spec, settings, datasets, loop_config)
         if result.checkpoint is None:
             raise RuntimeError(f"the trainer of {spec['trial_key']} finished without a checkpoint")
-        checkpoint_path = result.checkpoint.path  # local storage here; object storage is issue 11's
+        checkpoint_path = (result.checkpoint.path if isinstance(result.checkpoint.filesystem, pafs.LocalFileSystem)
+                           else result.checkpoint.to_directory())  # from object storage: a local copy
     timings["fit_s"] = time.perf_counter() - t0
     # 5. Predictions and history from the final checkpoint (rank 0 wrote them).
     with open(os.path.join(checkpoint_path, "predictions.json")) as f:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,7 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from raygenre.config import config_hash
+from raygenre.storage import RunPath, is_remote
+
 STATE_FILE = "state.pt"
+LATEST = "latest"  # in object storage: the name of the newest fully uploaded checkpoint
 
 
 class RayTrainSession:
@@ -82,14 +87,24 @@ class RayTrainSession:
 
 class InTrialSession:
     """The loop in the Tune trial's own process (``train.workers: 0``): one rank, datasets as given, and
-    the latest checkpoint kept in ``persist_to``."""
+    the latest checkpoint kept in ``persist_to``.
+
+    ``persist_to`` may be in object storage: the checkpoint is then written on this machine and each
+    finished one uploaded beside the previous one before a small ``latest`` object points at it, so a
+    trial re-launched on any node resumes from the last epoch that was fully uploaded.
+    """
 
     rank, world_size = 0, 1
 
     def __init__(self, datasets: dict[str, Any], persist_to: str, device: torch.device | None = None) -> None:
-        self.datasets, self.persist_to = datasets, persist_to
+        self.datasets = datasets
+        self.remote = RunPath.of(persist_to) if is_remote(persist_to) else None
+        self.persist_to = (os.path.join(tempfile.gettempdir(), "raygenre-train-mirror", config_hash(persist_to, 16))
+                           if self.remote else persist_to)
         self._device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.last_metrics: dict[str, Any] | None = None
+        if self.remote:  # the object store is the truth: what this node kept from before may be stale
+            self._download_latest()
 
     def device(self) -> torch.device:
         return self._device
@@ -97,12 +112,15 @@ class InTrialSession:
     def shard(self, name: str) -> Any:
         return self.datasets[name]
 
-    def latest(self) -> str | None:
-        """The latest checkpoint folder (``.old`` is the previous one, kept only while the next is swapped in)."""
+    def _local_latest(self) -> str | None:
         for folder in (self.persist_to, f"{self.persist_to}.old"):
             if os.path.isfile(os.path.join(folder, STATE_FILE)):
                 return folder
         return None
+
+    def latest(self) -> str | None:
+        """The latest checkpoint folder (``.old`` is the previous one, kept only while the next is swapped in)."""
+        return self._local_latest()
 
     def checkpoint_dir(self) -> Any:
         return _value(self.latest())
@@ -124,9 +142,31 @@ class InTrialSession:
                 os.replace(self.persist_to, old)
             os.replace(staging, self.persist_to)
             shutil.rmtree(old, ignore_errors=True)
+            if self.remote:
+                self._upload(self.persist_to)
             return self.persist_to
 
         yield staging, publish
+
+    def _upload(self, folder: str) -> None:
+        """The checkpoint to ``<remote>/<new id>/``, then ``latest`` names it, then older ones go."""
+        previous = self._remote_pointer()
+        name = uuid.uuid4().hex[:12]
+        (self.remote / name).upload(folder)
+        (self.remote / LATEST).write_text(name)
+        if previous:
+            (self.remote / previous).delete()
+
+    def _remote_pointer(self) -> str | None:
+        pointer = self.remote / LATEST
+        return pointer.read_text().strip() if pointer.is_file() else None
+
+    def _download_latest(self) -> None:
+        for folder in (self.persist_to, f"{self.persist_to}.old", f"{self.persist_to}.partial"):
+            shutil.rmtree(folder, ignore_errors=True)
+        name = self._remote_pointer()
+        if name:
+            (self.remote / name).download(self.persist_to)
 
     def report(self, metrics: dict[str, Any], folder: str | None) -> None:
         self.last_metrics = metrics

@@ -10,12 +10,12 @@ record is built here, the same way for every family.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from raygenre.data.splits import bootstrap_sample, make_split, nested_fractions, paper_split
 from raygenre.errors import SplitError
 from raygenre.models.registry import resolve_builder
 from raygenre.records import build_record
+from raygenre.storage import RunPath
 
 #: family -> its runner ``(spec, inputs, settings, rows, device) -> result``; imported on first use.
 RUNNERS: dict[str, str] = {
@@ -40,7 +40,8 @@ def keep_model(spec: dict, settings: dict, fitted, keep: dict) -> str:
     meta = {"trial_key": spec["trial_key"], "model": spec["model"], "variant": spec["variant"],
             "family": spec["family"], "params": spec["params"], "representation": spec["representation"],
             "audio": settings.get("audio", {}), "versions": package_versions(), **keep}
-    resolve_builder(ARTIFACT_SAVERS[spec["family"]])(Path(settings["run"]["run_dir"]) / relative, fitted, meta)
+    with (RunPath.of(settings["run"]["run_dir"]) / relative).written_locally() as folder:  # whole or not at all
+        resolve_builder(ARTIFACT_SAVERS[spec["family"]])(folder, fitted, meta)
     return relative
 
 

@@ -15,14 +15,14 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import ray
 from ray import tune
 
 from raygenre.config import ExperimentConfig
 from raygenre.models.registry import get_model
-from raygenre.records import append_record, latest_by_trial, read_records, records_dir
+from raygenre.records import latest_by_trial, read_records, write_record
+from raygenre.storage import RunPath
 from raygenre.train.trial import failed_record, run_trial
 
 DISTRIBUTED_TRIAL_CPU = 0.01  # the trial only waits on its trainer; Tune refuses 0 CPUs
@@ -33,8 +33,9 @@ HEAD_ONLY_VARIANTS = ("frozen", "layer_probe")  # waveform variants that train a
 class RecordWriter(tune.Callback):
     """Appends each finished trial's record on the driver, as soon as it finishes, exactly once."""
 
-    def __init__(self, path: Path, total: int, label: str):
-        self.path = path
+    def __init__(self, run_dir: RunPath, study: str, total: int, label: str):
+        self.run_dir = run_dir
+        self.study = study
         self.total = total
         self.label = label
         self.count = 0
@@ -44,7 +45,7 @@ class RecordWriter(tune.Callback):
         if not text:
             return
         record = json.loads(text)
-        append_record(self.path, record)
+        write_record(self.run_dir, self.study, record)
         self.count += 1
         extra = (f" boot{record['bootstrap_index']}" if record["bootstrap_index"] is not None
                  else f" frac {record['train_fraction']:.2f}" if record["study"] == "exp4-size" else "")
@@ -149,11 +150,10 @@ def max_concurrent(cfg: ExperimentConfig, trials: list[dict]) -> int | None:
 
 
 def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dict, settings: dict,
-               run_dir: Path) -> None:
+               run_dir: RunPath) -> None:
     """One Tune experiment over ``trials``; ok records are appended by the callback as trials
     finish, and trials that still fail after ``max_failures`` retries get a failed record."""
-    out = records_dir(run_dir) / f"{study}.jsonl"
-    writer = RecordWriter(out, len(trials), study)
+    writer = RecordWriter(run_dir, study, len(trials), study)
     # with_parameters puts the inputs in the object store once; every trial gets the same copy.
     trainable = tune.with_resources(tune.with_parameters(tune_trial, inputs=inputs, settings=settings),
                                     resources_for(cfg, trials))
@@ -179,6 +179,7 @@ def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: di
     for result in grid:
         spec = result.config["trial"]
         if result.error is not None and recorded.get(spec["trial_key"], {}).get("status") != "ok":
-            append_record(out, failed_record(spec, settings, f"{type(result.error).__name__}: {result.error}"))
+            error = f"{type(result.error).__name__}: {result.error}"
+            write_record(run_dir, study, failed_record(spec, settings, error))
             print(f"[{study}] FAILED {spec['trial_key']}: {str(result.error).strip().splitlines()[-1]}",
                   flush=True)

@@ -18,6 +18,7 @@ import numpy as np
 
 from raygenre.genres import GENRE_INDEX, GENRES
 from raygenre.stats import classification_metrics
+from raygenre.storage import RunPath
 
 
 def run_waveform(spec: dict, wave_inputs: dict, settings: dict, *, device: str = "cpu") -> dict:
@@ -132,10 +133,10 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
         _, _, _, preds = run_batches(head, feature_batches(*tensors["eval"], bs, None))
     y_pred = [GENRES[i] for i in torch.cat(preds).tolist()]
     y_true = [GENRES[i] for i in tensors["eval"][1].cpu().tolist()]
-    folder = os.path.join(train_storage(settings), train_run_name(spec, settings))
-    os.makedirs(folder, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
-              os.path.join(folder, "head.safetensors"))
+    folder = RunPath.of(train_storage(settings)) / train_run_name(spec, settings)
+    with folder.written_locally() as local:
+        save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
+                  os.path.join(local, "head.safetensors"))
     manifest = read_cache_manifest(cache)
     head_params = param_counts(head)[0]
     backbone_params = int(manifest.get("backbone_params") or 0)
@@ -148,7 +149,7 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
         "weights": manifest.get("weights"),
         "selection": train["selection"],
         "selected_epoch": best["epoch"] if best else history[-1]["epoch"],
-        "fitted": {"head_path": os.path.join(folder, "head.safetensors"), "embedding_cache": cache,
+        "fitted": {"head_path": str(folder / "head.safetensors"), "embedding_cache": cache,
                    "variant": spec["variant"], "params": dict(spec.get("params") or {}), "seed": seed},
         "timings": {k: round(v, 4) for k, v in timings.items()},
     }
