@@ -1,7 +1,8 @@
 """A head started the way cluster.yaml starts it (token auth on, dashboard on 127.0.0.1) refuses clients
 without the token: the job API (CVE-2023-48022: whoever reaches it runs code), the node agent's API and
 the GCS (what `ray.init` talks to). With the token, the same calls succeed, and
-`ray job submit --working-dir . -- python -m raygenre.sweep exp4` runs a reduced exp4 there.
+`ray job submit --working-dir . -- python -m raygenre.sweep exp4` runs a reduced exp4 there, and a job
+stopped with `ray job stop` leaves a run that `ray job submit ... --resume` completes.
 """
 
 import http.client
@@ -162,7 +163,7 @@ def test_token_auth_refuses_clients_without_the_token(tmp_path):
         assert records[0]["run"]["hardware"]["cluster_cpus"] == 2
 
         # A job stopped with `ray job stop` leaves a run that `--resume` completes, on the same head.
-        _stop_then_resume(head, env, token, submit, storage, bootstraps=12)
+        _stop_then_resume(head, env, token, submit, storage, bootstraps=6)
 
 
 def _job_info(dashboard: int, token: str, submission_id: str) -> dict:
@@ -208,19 +209,15 @@ def _stop_then_resume(head: Head, env: dict, token: str, submit: list[str], stor
                           timeout=120)
     assert stop.returncode == 0, (stop.stdout + stop.stderr)[-3000:]
     stop_s = time.time() - t_stop
-    status = subprocess.run([*ray_job, "status", *common, submission_id], env=env, capture_output=True,
-                            text=True, timeout=120)
     before = read_records(run_dir, require=False)
-    state = _job_info(head.dashboard, token, submission_id)["status"]
-    assert state == "STOPPED" and "was stopped" in status.stdout + status.stderr, (
-        f"`ray job stop` returned, but the job is not STOPPED ({len(before)} of {planned} records; if all, "
-        f"it finished before the stop: raise the bootstraps): {state}\n{status.stdout}{status.stderr}"
+    state = _job_info(head.dashboard, token, submission_id)["status"]  # what `ray job status` reads
+    assert state == "STOPPED" and "was stopped" in stop.stdout + stop.stderr, (
+        f"`ray job stop` returned, but the job is {state}, not STOPPED ({len(before)} of {planned} records; "
+        f"if all, it finished before the stop: raise the bootstraps)\n{stop.stdout}{stop.stderr}"
         f"\n{_job_logs(head.dashboard, token, submission_id)[-3000:]}")
     assert 1 <= len(before) < planned, (
         f"the stopped job left {len(before)} of {planned} records: the test needs a partial run "
         f"(raise the bootstraps if it finished before the stop)")
-    time.sleep(1)  # nothing writes after the stop: the driver appends the records and it is gone
-    assert len(read_records(run_dir, require=False)) == len(before), "records were appended after the stop"
 
     t_resume = time.time()
     resumed = subprocess.run([*ray_job, "submit", *common, "--working-dir", str(ROOT), "--", *args, "--resume"],
@@ -230,7 +227,7 @@ def _stop_then_resume(head: Head, env: dict, token: str, submit: list[str], stor
     assert resumed.returncode == 0 and "succeeded" in out, out[-3000:]
     already = {m[0]: (int(m[1]), int(m[2]), int(m[3])) for m in  # study: (planned, already recorded, to run)
                re.findall(r"\[(exp4-\w+)\] (\d+) planned, (\d+) already recorded, (\d+) to run", out)}
-    ok_before = {r["trial_key"] for r in before if r["status"] == "ok"}
+    ok_before = {r["trial_key"] for r in before if r["status"] == "ok"}  # a record written after the stop fails here
     assert sum(n for n, _, _ in already.values()) == planned, out[-3000:]
     assert sum(k for _, k, _ in already.values()) == len(ok_before) >= 1, out[-3000:]
     assert sum(t for _, _, t in already.values()) == planned - len(ok_before), out[-3000:]
@@ -246,5 +243,3 @@ def _stop_then_resume(head: Head, env: dict, token: str, submit: list[str], stor
     print(f"\nstop/resume: first record after {first_seen:.1f} s, stop took {stop_s:.1f} s, {len(before)} of "
           f"{planned} records at the stop, {len(after)} after --resume ({resume_s:.1f} s; {already}), "
           f"{time.time() - t0:.1f} s in all")
-    print(out[-4000:])
-    print([r["finished_at"] for r in after])
