@@ -68,8 +68,17 @@ def test_run_path_reads_writes_lists_and_moves_folders(on_s3, tmp_path):
     assert not (root / "a").exists()
 
 
-def test_unreachable_or_credentialed_storage_fails_in_one_sentence(on_s3, monkeypatch):
+def test_unreachable_or_credentialed_storage_fails_in_one_sentence(on_s3, monkeypatch, capsys):
     check_reachable(RunPath.of(f"s3://{BUCKET}/runs"))  # reachable: no error
+    import ray
+
+    from raygenre.sweep import main
+
+    was_running = ray.is_initialized()
+    assert main(["exp4", "--storage", "s3://no-such-bucket/runs", "--set", "exp4.bootstraps=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bucket 'no-such-bucket' does not exist" in err
+    assert ray.is_initialized() == was_running, "it failed before Ray started"
     with pytest.raises(ConfigError, match="bucket 'no-such-bucket' does not exist"):
         check_reachable(RunPath.of("s3://no-such-bucket/runs"))
     with pytest.raises(ConfigError, match="not in the URI"):
@@ -207,3 +216,31 @@ def test_exp4_on_s3_writes_objects_reports_and_resumes_after_a_kill(s3, tmp_path
     assert SECRET_KEY not in out_first + out_second and ACCESS_KEY not in out_first + out_second
     # Nothing was written to the local disk's default storage.
     assert not (ROOT / "runs" / "e2e").exists()
+
+
+def test_in_trial_checkpoints_resume_from_the_bucket_on_any_node(on_s3, tmp_path, monkeypatch):
+    """``train.workers: 0`` with the run in S3: each finished checkpoint is uploaded and ``latest`` names it;
+    a session on another machine (here: an empty temp dir) continues from it, and older uploads go."""
+    import tempfile
+
+    import torch
+
+    from raygenre.train.train_session import LATEST, STATE_FILE, InTrialSession
+
+    target = f"s3://{BUCKET}/ckpt/run/train/trial-abc/checkpoint"
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "node-a"))
+    first = InTrialSession({}, target)
+    assert first.latest() is None
+    for epoch in (1, 2):
+        with first.new_checkpoint() as (folder, publish):
+            torch.save({"epoch": epoch}, os.path.join(folder, STATE_FILE))
+            publish()
+    pointer = on_s3.read(BUCKET, f"ckpt/run/train/trial-abc/checkpoint/{LATEST}").decode().strip()
+    kept = {k.split("/")[-2] for k in on_s3.objects(BUCKET, "ckpt/run/train/trial-abc/checkpoint/") if
+            k.endswith(STATE_FILE)}
+    assert kept == {pointer}, "only the newest upload is kept"
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "node-b"))  # a re-launch elsewhere
+    second = InTrialSession({}, target)
+    assert second.latest() is not None and str(tmp_path / "node-b") in second.latest()
+    with second.checkpoint_dir() as folder:
+        assert torch.load(os.path.join(folder, STATE_FILE))["epoch"] == 2
