@@ -65,7 +65,7 @@ def spec(gtzan):
 @pytest.fixture(scope="module")
 def prepared(ray_session, spec, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    shard_dir = pipeline.ensure_shards(spec, run)
+    shard_dir = pipeline.ensure_shards(spec, run).local
     assert shard_dir == run / "shards" / spec.hash()
     return run, shard_dir, read_manifest(shard_dir)
 
@@ -189,9 +189,9 @@ def test_second_identical_call_computes_nothing(prepared, spec, monkeypatch):
 
     for name in ("ray_session", "_probe", "_compute", "_repack"):
         monkeypatch.setattr(pipeline, name, forbidden)
-    assert pipeline.ensure_shards(spec, run) == shard_dir
-    assert pipeline.ensure_shards(spec, run, ["waveform"]) == shard_dir
-    assert pipeline.ensure_shards(spec, run, ["mel"], augmented=False) == shard_dir
+    assert pipeline.ensure_shards(spec, run).local == shard_dir
+    assert pipeline.ensure_shards(spec, run, ["waveform"]).local == shard_dir
+    assert pipeline.ensure_shards(spec, run, ["mel"], augmented=False).local == shard_dir
     assert (shard_dir / "manifest.json").read_bytes() == before
     assert {p: p.stat().st_mtime_ns for p in shard_dir.rglob("*.parquet")} == files
 
