@@ -41,6 +41,41 @@ def _mean_var(name: str, values: np.ndarray) -> dict[str, float]:
     return {f"{name}_mean": float(np.mean(values)), f"{name}_var": float(np.var(values))}
 
 
+HPSS_KERNEL = 31  # librosa.decompose.hpss's default kernel_size, for both filters
+
+
+def _moving_median(values: np.ndarray, width: int, axis: int) -> np.ndarray:
+    """``scipy.ndimage.median_filter`` along one axis with mode 'reflect' (numpy's 'symmetric' pad),
+    as bottleneck's moving median: the same numbers, about ten times faster."""
+    import bottleneck
+
+    half = width // 2
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (half, half)
+    medians = bottleneck.move_median(np.pad(values, pad, mode="symmetric"), width, axis=axis)
+    keep = [slice(None)] * values.ndim
+    keep[axis] = slice(width - 1, None)
+    return medians[tuple(keep)]
+
+
+def hpss(stft: np.ndarray, kernel: int = HPSS_KERNEL) -> tuple[np.ndarray, np.ndarray]:
+    """``librosa.decompose.hpss(stft)`` with its defaults (power 2, margin 1), bit for bit.
+
+    Its two median filters are ~85 % of a clip's feature time under ``scipy.ndimage``; here they are
+    :func:`_moving_median`. Spectrograms shorter than the kernel go to librosa itself.
+    """
+    import librosa
+
+    if min(stft.shape[-2:]) < kernel:
+        return librosa.decompose.hpss(stft, kernel_size=kernel)
+    magnitude, phase = librosa.magphase(stft)
+    harmonic = _moving_median(magnitude, kernel, axis=-1)   # along time
+    percussive = _moving_median(magnitude, kernel, axis=-2)  # along frequency
+    mask_harmonic = librosa.util.softmask(harmonic, percussive, power=2.0, split_zeros=True)
+    mask_percussive = librosa.util.softmask(percussive, harmonic, power=2.0, split_zeros=True)
+    return (magnitude * mask_harmonic) * phase, (magnitude * mask_percussive) * phase
+
+
 def extract_features(y: np.ndarray, sr: int = 22050) -> dict[str, float]:
     """``length`` plus the 57 Kaggle features of the whole clip, in Kaggle column order."""
     import librosa
@@ -50,7 +85,7 @@ def extract_features(y: np.ndarray, sr: int = 22050) -> dict[str, float]:
     magnitude = np.abs(stft)
     power = magnitude ** 2
     mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr))
-    harmonic_stft, percussive_stft = librosa.decompose.hpss(stft)
+    harmonic_stft, percussive_stft = hpss(stft)
     harmonic = librosa.istft(harmonic_stft, dtype=y.dtype, length=len(y))
     percussive = librosa.istft(percussive_stft, dtype=y.dtype, length=len(y))
     onset_env = librosa.onset.onset_strength(S=mel_db, sr=sr, aggregate=np.median)
