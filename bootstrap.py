@@ -50,6 +50,10 @@ def ensure_venv() -> Path:
     pip = [str(_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[dev]"], check=True)
+    # librosa asks numba to cache its compiled kernels beside its sources: compile them once here, so
+    # no prepare worker, test or demo process pays the ~20 s of a cold cache.
+    subprocess.run([str(_python()), "-c", "from raygenre.data.features import warm_up; "
+                    "print(f'[bootstrap] compiled librosa kernels in {warm_up():.0f} s', flush=True)"], check=True)
     STAMP.write_text(fingerprint)
     return _python()
 

@@ -235,6 +235,7 @@ def _stop_then_resume(head: Head, env: dict, token: str, submit: list[str], stor
         {k: r["status"] for k, r in latest.items()}
     assert per_trial == dict.fromkeys(latest, 1), f"trials recorded ok more than once: {per_trial}"
     assert after[0]["run"]["hardware"]["cluster_cpus"] == 2  # the trials ran on the head's Ray, not a new one
+    assert after[:len(before)] == before, "the records kept at the stop are unchanged, in their order"
     print(f"\nstop/resume: first record after {first_seen:.1f} s, stop took {stop_s:.1f} s, {len(before)} of "
           f"{planned} records at the stop, {len(after)} after --resume ({resume_s:.1f} s; {already}), "
           f"{time.time() - t0:.1f} s in all")
