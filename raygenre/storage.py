@@ -183,24 +183,23 @@ class RunPath:
         return out
 
     @contextmanager
-    def written_locally(self) -> Iterator[Path]:
-        """A local folder to write into that becomes this folder on exit (without error).
+    def replacing(self) -> Iterator[RunPath]:
+        """A folder to write this one's new content into; on exit (without error) it replaces this one.
 
-        Locally the folder is written in a sibling temp folder and renamed into place, replacing
-        what was there; remotely it is uploaded, after what was there is deleted.
+        Locally it is a sibling temp folder renamed into place, so a reader never sees half of it. An
+        object store cannot rename a folder: there the old objects are deleted and the new ones written
+        in place, and whatever names the folder as finished (a manifest, a record) must be written after.
         """
         if self.remote:
-            with tempfile.TemporaryDirectory(prefix="raygenre-upload-") as tmp:
-                yield Path(tmp)
-                self.delete()
-                self.upload(tmp)
+            self.delete()
+            yield self
             return
         target = Path(self.uri)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
-            yield tmp
+            yield RunPath(str(tmp))
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             if target.exists():
                 os.replace(target, old)
@@ -208,6 +207,18 @@ class RunPath:
             shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    @contextmanager
+    def written_locally(self) -> Iterator[Path]:
+        """A local folder to write into that becomes this folder on exit (without error): see
+        :meth:`replacing`; in object storage the local folder is uploaded."""
+        with self.replacing() as dest:
+            if dest.local is not None:
+                yield dest.local
+                return
+            with tempfile.TemporaryDirectory(prefix="raygenre-upload-") as tmp:
+                yield Path(tmp)
+                dest.upload(tmp)
 
 
 def check_reachable(root: RunPath) -> None:

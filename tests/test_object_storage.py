@@ -81,9 +81,7 @@ def test_unreachable_or_credentialed_storage_fails_in_one_sentence(on_s3, monkey
     assert ray.is_initialized() == was_running, "it failed before Ray started"
     with pytest.raises(ConfigError, match="bucket 'no-such-bucket' does not exist"):
         check_reachable(RunPath.of("s3://no-such-bucket/runs"))
-    with pytest.raises(ConfigError, match="not in the URI"):
-        RunPath.of(f"s3://{ACCESS_KEY}:{SECRET_KEY}@{BUCKET}/runs")
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ConfigError, match="not in the URI") as err:
         RunPath.of(f"s3://{ACCESS_KEY}:{SECRET_KEY}@{BUCKET}/runs")
     assert SECRET_KEY not in str(err.value)
     from ray_head import free_ports

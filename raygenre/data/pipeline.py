@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 import uuid
 from collections import Counter
@@ -182,22 +180,11 @@ def _rep_entry(shard_dir: RunPath, folder: str, cfg: PrepareConfig) -> dict:
     return entry
 
 
-def _publish_folder(staging: RunPath, shard_dir: RunPath, work: RunPath, folder: str) -> None:
-    """Write one shard folder from the staging rows and put it in place of any older one.
-
-    Locally it is written beside the set and renamed in; an object store cannot rename a folder,
-    so there the old objects are deleted and the new ones written in place.
-    """
-    target = shard_dir / folder
-    if target.remote:
-        target.delete()
-        _repack(staging, target, folder)
-        return
-    built = work / folder
-    built.mkdir()
-    _repack(staging, built, folder)
-    shutil.rmtree(target.uri, ignore_errors=True)
-    os.replace(built.uri, target.uri)
+def _publish_folder(staging: RunPath, shard_dir: RunPath, folder: str) -> None:
+    """Write one shard folder from the staging rows in place of any older one (``RunPath.replacing``:
+    renamed in locally; in object storage it counts once the manifest names it)."""
+    with (shard_dir / folder).replacing() as dest:
+        _repack(staging, dest, folder)
 
 
 # --- the entry point --------------------------------------------------------------------------
@@ -324,7 +311,7 @@ def ensure_shards(spec: PrepareSpec, run_dir: Path | str | RunPath, representati
             failed = load_table(work, "staging", columns=["clip_id", "path", "error", "transform"]).to_pylist()
             t = time.perf_counter()
             for folder in missing:  # a folder counts once the manifest names it, so a half-written one is redone
-                _publish_folder(staging, shard_dir, work, folder)
+                _publish_folder(staging, shard_dir, folder)
                 manifest["representations"][folder] = _rep_entry(shard_dir, folder, cfg)
             timings["write"] = round(time.perf_counter() - t, 3)
         finally:

@@ -112,15 +112,12 @@ class InTrialSession:
     def shard(self, name: str) -> Any:
         return self.datasets[name]
 
-    def _local_latest(self) -> str | None:
+    def latest(self) -> str | None:
+        """The latest checkpoint folder (``.old`` is the previous one, kept only while the next is swapped in)."""
         for folder in (self.persist_to, f"{self.persist_to}.old"):
             if os.path.isfile(os.path.join(folder, STATE_FILE)):
                 return folder
         return None
-
-    def latest(self) -> str | None:
-        """The latest checkpoint folder (``.old`` is the previous one, kept only while the next is swapped in)."""
-        return self._local_latest()
 
     def checkpoint_dir(self) -> Any:
         return _value(self.latest())
