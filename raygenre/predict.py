@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from raygenre.errors import ArtifactError, RaygenreError, one_line
-from raygenre.records import latest_by_trial, read_records
+from raygenre.records import latest_by_trial, read_records_checked
 from raygenre.stats import wilson_interval
 from raygenre.storage import RunPath
 
@@ -28,8 +28,12 @@ FORMATS = ("table", "json", "csv")
 
 
 def kept_models(run_dir: RunPath) -> list[dict]:
-    """Ok, test-scored records of ``run_dir`` whose model was kept, best test accuracy first."""
-    records = [r for r in latest_by_trial(read_records(run_dir)).values()
+    """Ok, test-scored records of ``run_dir`` whose model was kept, best test accuracy first (bad record
+    lines are skipped and counted on stderr)."""
+    read = read_records_checked(run_dir)
+    if read.skipped:
+        print(f"warning: {read.skipped_summary()}", file=sys.stderr)
+    records = [r for r in latest_by_trial(read.records).values()
                if r["status"] == "ok" and r.get("artifact") and (r.get("test") or {}).get("set", "test") == "test"]
     return sorted(records, key=lambda r: (-r["metrics"]["accuracy"], r["trial_key"]))
 

@@ -4,7 +4,10 @@ Layout: ``<run_dir>/records/<study>.jsonl`` on a local disk. Objects cannot be a
 object storage each record is an object of its own, ``<run_dir>/records/<study>/<UTC time>-<id>.json``
 (names sort in the order they were written); :func:`read_records` reads either. The format is the JSON Schema in
 ``raygenre/record.schema.json`` (version 2); :func:`append_record` refuses a record that does not
-validate, so nothing the pipeline writes can drift from it. :func:`build_record` is the one place a
+validate, so nothing the pipeline writes can drift from it, and every line is checked again when read
+(:func:`read_records_checked`): a line that is not a valid record (cut short by a crash, not UTF-8, not an
+object, off the schema) is skipped and counted, never a traceback, and the CLIs say how many and where.
+:func:`build_record` is the one place a
 record is made, for finished and failed trials alike. Version-1 records (before the model registry)
 are read and upgraded in memory by :func:`upgrade`.
 
@@ -49,6 +52,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
@@ -56,6 +60,11 @@ from pathlib import Path
 
 from raygenre.errors import RecordsError
 from raygenre.storage import RunPath
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: appends are then only as safe as O_APPEND
+    fcntl = None
 
 RECORD_VERSION = 2
 SCHEMA_FILE = "record.schema.json"
@@ -75,12 +84,20 @@ def _validator():
 
 def validate_record(record: dict) -> None:
     """Raise RecordsError naming the first schema violation of ``record``."""
-    errors = sorted(_validator().iter_errors(_plain(record)), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+    problem = _first_violation(_plain(record))
+    if problem:
         raise RecordsError(f"record for trial {record.get('trial_key')!r} does not match the record schema "
-                           f"at {where}: {err.message}.")
+                           f"{problem}.")
+
+
+def _first_violation(record: dict) -> str:
+    """'at <where>: <what>' for the first schema violation of a plain record, '' when it validates."""
+    validator = _validator()
+    if validator.is_valid(record):
+        return ""
+    err = sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))[0]
+    where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+    return f"at {where}: {err.message}"
 
 
 def _plain(record: dict) -> dict:
@@ -155,16 +172,37 @@ def records_dir(run_dir: str | Path | RunPath) -> RunPath:
 
 
 def append_record(path: str | Path, record: dict) -> None:
-    """Append one record as a single write of one line, so a crash never leaves half a line."""
+    """Append one record as one whole line of its own.
+
+    ``os.write`` may write fewer bytes than asked, so the write loops; when the file does not end
+    with a newline (a line cut short by a crash) a newline goes first, so the cut line stays a bad line of
+    its own that readers skip and count instead of swallowing this record. An exclusive ``flock`` keeps
+    the last-byte check and the write together against other appenders.
+    """
     validate_record(record)
+    data = _encode(record) + b"\n"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, _encode(record) + b"\n")
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        _write_all(fd, data)
         os.fsync(fd)
     finally:
-        os.close(fd)
+        os.close(fd)  # also releases the flock
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(f"could not append a record: the write returned {written}")
+        view = view[written:]
 
 
 def write_record(run_dir: str | Path | RunPath, study: str, record: dict) -> RunPath:
@@ -200,30 +238,88 @@ def iter_record_files(run_dir: str | Path | RunPath) -> list[RunPath]:
     return folder.files(".jsonl", recursive=False) + [p for p in folder.files(".json") if p.name[:1].isdigit()]
 
 
-def read_records(run_dir: str | Path | RunPath, *, require: bool = True) -> list[dict]:
-    """Every record under ``run_dir/records`` (upgraded to this version); a line cut short by a crash is skipped.
+@dataclass(frozen=True)
+class SkippedLine:
+    """A record line that was not a valid record: where it is (``line`` counts from 1) and why."""
+    file: str
+    line: int
+    reason: str
 
-    With ``require`` a missing or empty records folder is a one-sentence RecordsError.
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} ({self.reason})"
+
+
+@dataclass
+class RecordsRead:
+    """What :func:`read_records_checked` found: the valid records and the lines it skipped."""
+    records: list[dict] = field(default_factory=list)
+    skipped: list[SkippedLine] = field(default_factory=list)
+
+    def skipped_summary(self, first: int = 3) -> str:
+        """One sentence on the skipped lines (the first few by place), or '' when none were."""
+        if not self.skipped:
+            return ""
+        n = len(self.skipped)
+        where = "; ".join(str(s) for s in self.skipped[:first]) + ("; …" if n > first else "")
+        return f"{n} bad record line{'s' * (n != 1)} skipped: {where}."
+
+
+def _check_line(raw: bytes) -> tuple[dict | None, str]:
+    """(the record, '') for a valid record line, else (None, why not)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 at byte {exc.start}"
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError; so is an over-long integer
+        return None, "not JSON (cut short?)"
+    if not isinstance(value, dict):
+        return None, f"a JSON {type(value).__name__}, not an object"
+    if value.get("record_version", 1) not in (1, RECORD_VERSION):
+        return None, f"unknown record_version {str(value.get('record_version'))[:20]}"
+    record = upgrade(value)
+    problem = _first_violation(record)
+    if problem:
+        return None, "off the record schema " + (problem if len(problem) <= 120 else problem[:119] + "…")
+    return record, ""
+
+
+def read_records_checked(run_dir: str | Path | RunPath, *, require: bool = True) -> RecordsRead:
+    """Every valid record under ``run_dir/records`` (upgraded to this version) and the lines skipped.
+
+    With ``require`` a missing or empty records folder (or one with no valid record) is a one-sentence
+    RecordsError.
     """
     folder = records_dir(run_dir)
     files = iter_record_files(run_dir)
     if require and not files:
         raise RecordsError(f"no records found: {folder} is missing or holds no records.")
     with ThreadPoolExecutor(max_workers=16 if folder.remote else 1) as pool:  # one GET per object remotely
-        texts = list(pool.map(lambda p: p.read_text(), files))
-    records: list[dict] = []
-    for text in texts:
-        for line in text.splitlines():
-            line = line.strip()
-            if not line:
+        blobs = list(pool.map(lambda p: p.read_bytes(), files))
+    out = RecordsRead()
+    for path, blob in zip(files, blobs):
+        for number, raw in enumerate(blob.split(b"\n"), 1):
+            if not raw.strip():
                 continue
-            try:
-                records.append(upgrade(json.loads(line)))
-            except json.JSONDecodeError:
-                continue  # an interrupted write; the trial is re-run on --resume
-    if require and not records:
-        raise RecordsError(f"no records found: the files in {folder} are empty.")
-    return records
+            record, why = _check_line(raw.strip())
+            if record is None:
+                out.skipped.append(SkippedLine(_relative(path, folder), number, why))
+            else:
+                out.records.append(record)
+    if require and not out.records:
+        why = f"; {out.skipped_summary()}" if out.skipped else "."
+        raise RecordsError(f"no records found: the files in {folder} hold no valid record{why}")
+    return out
+
+
+def read_records(run_dir: str | Path | RunPath, *, require: bool = True) -> list[dict]:
+    """Every valid record under ``run_dir/records``; bad lines are skipped (see :func:`read_records_checked`)."""
+    return read_records_checked(run_dir, require=require).records
+
+
+def _relative(path: RunPath, folder: RunPath) -> str:
+    return "records/" + path.uri[len(folder.uri):].lstrip("/")
 
 
 def latest_by_trial(records: Iterable[dict]) -> dict[str, dict]:

@@ -6,10 +6,11 @@ not seeded, no paths in the text, so the same records give the same report byte 
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 
-from raygenre.records import read_records
+from raygenre.records import read_records_checked
 from raygenre.reference import load_study
 from raygenre.report import figures
 from raygenre.report.augmentation import augmentation_section
@@ -175,8 +176,12 @@ def render(data: RunData, figs: dict[str, str], fams: list[PairedFamily]) -> str
     return "\n\n".join(p.rstrip() for p in parts) + "\n"
 
 
-def build_report(records: list[dict], out_dir: str | Path) -> Path:
-    """Write REPORT.md and its figures for ``records`` into ``out_dir``; returns the REPORT.md path."""
+def build_report(records: list[dict], out_dir: str | Path, skipped_note: str = "") -> Path:
+    """Write REPORT.md and its figures for ``records`` into ``out_dir``; returns the REPORT.md path.
+
+    ``skipped_note`` (bad record lines that were not read) goes under the title, so a reader of the
+    report knows records are missing, not only whoever ran the command.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures.clear_figures(out)
@@ -184,7 +189,11 @@ def build_report(records: list[dict], out_dir: str | Path) -> Path:
     fams = families(data)
     figs = draw_figures(data, out, fams)
     path = out / REPORT_NAME
-    path.write_text(render(data, figs, fams), encoding="utf-8")
+    text = render(data, figs, fams)
+    if skipped_note:
+        title, rest = text.split("\n\n", 1)
+        text = f"{title}\n\n**Warning:** {skipped_note}\n\n{rest}"
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -198,10 +207,13 @@ def write_report(run_dir: str | Path | RunPath, out_dir: str | Path | RunPath | 
 
     ``out_dir`` may be in object storage: the report is drawn in a local temp folder and uploaded.
     """
-    records = read_records(run_dir)
+    read = read_records_checked(run_dir)
+    note = read.skipped_summary()
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     target = RunPath.of(out_dir if out_dir is not None else default_out_dir(run_dir))
     if not target.remote:
-        return build_report(records, target.uri)
+        return build_report(read.records, target.uri, note)
     with target.written_locally() as folder:
-        build_report(records, folder)
+        build_report(read.records, folder, note)
     return target / REPORT_NAME
