@@ -1,6 +1,7 @@
 """The record format: the one builder, the JSON Schema, the writer that refuses drift, version-1 records."""
 
 import json
+import os
 
 import pytest
 
@@ -11,6 +12,7 @@ from raygenre.records import (
     build_record,
     check_complete,
     read_records,
+    read_records_checked,
     record_schema,
     validate_record,
 )
@@ -77,3 +79,78 @@ def test_check_complete_names_missing_and_failed_trials(tmp_path):
         check_complete(tmp_path, [SPEC, other])
     append_record(tmp_path / "records" / "s.jsonl", build_record(other, {}, status="failed", error="x\nValueError: k"))
     assert check_complete(tmp_path, [SPEC, other]) == ["exp3/other: ValueError: k"]
+
+
+def _bad_lines_run(tmp_path):
+    """A run whose JSONL holds two good records between one bad line of each kind."""
+    good = build_record(SPEC, {}, result=RESULT)
+    other = build_record({**SPEC, "trial_key": "exp3/other"}, {}, result=RESULT)
+    off_schema = {**good, "trial_key": "exp3/off", "family": "cnn"}
+    lines = [json.dumps(good).encode(), b"[]", b'{"trial_key": "caf\xe9"}', json.dumps(off_schema).encode(),
+             json.dumps(other).encode(), json.dumps(good).encode()[:40]]  # the last one cut by a crash
+    (tmp_path / "records").mkdir(parents=True)
+    (tmp_path / "records" / "exp3-features.jsonl").write_bytes(b"\n".join(lines))
+    return tmp_path
+
+
+def test_bad_lines_of_every_kind_are_skipped_and_counted_with_their_place(tmp_path):
+    read = read_records_checked(_bad_lines_run(tmp_path))
+    assert [r["trial_key"] for r in read.records] == [SPEC["trial_key"], "exp3/other"]
+    assert [(s.file, s.line) for s in read.skipped] == [("records/exp3-features.jsonl", n) for n in (2, 3, 4, 6)]
+    reasons = [s.reason for s in read.skipped]
+    assert reasons[0] == "a JSON list, not an object" and reasons[1].startswith("not UTF-8")
+    assert reasons[2].startswith("off the record schema at family") and reasons[3] == "not JSON (cut short?)"
+    summary = read.skipped_summary()
+    assert summary.startswith("4 bad record lines skipped: records/exp3-features.jsonl:2 (a JSON list")
+    assert summary.endswith("; ….") and ":6" not in summary  # the first three by place
+    assert len(read_records(tmp_path)) == 2  # the old call keeps working
+    (tmp_path / "records" / "exp3-features.jsonl").write_bytes(b"[]\n")
+    with pytest.raises(RecordsError, match=r"hold no valid record; 1 bad record line skipped: .*jsonl:1"):
+        read_records(tmp_path)
+    assert read_records(tmp_path, require=False) == []
+
+
+def test_report_and_predict_say_how_many_lines_were_skipped(tmp_path, capsys):
+    from raygenre.predict import main as predict
+    from raygenre.report import write_report
+
+    run = _bad_lines_run(tmp_path / "run")
+    report = write_report(run, tmp_path / "out")
+    text = report.read_text()
+    assert "**Warning:** 4 bad record lines skipped: records/exp3-features.jsonl:2" in text
+    assert capsys.readouterr().err.startswith("warning: 4 bad record lines skipped")
+    assert predict([str(tmp_path), "--run", str(run)]) == 2  # no kept model in this run
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("warning: 4 bad record lines skipped: records/exp3-features.jsonl:2")
+    assert err[1].startswith("error: ") and "has no kept models" in err[1] and len(err) == 2
+
+
+def test_a_short_write_still_appends_whole_lines(tmp_path, monkeypatch):
+    real_write, calls = os.write, []
+
+    def three_bytes_at_a_time(fd, data):
+        calls.append(len(data))
+        return real_write(fd, bytes(data[:3]))
+
+    monkeypatch.setattr(os, "write", three_bytes_at_a_time)
+    path = tmp_path / "records" / "s.jsonl"
+    for key in ("a", "b"):
+        append_record(path, build_record({**SPEC, "trial_key": key}, {}, result=RESULT))
+    monkeypatch.undo()
+    assert len(calls) > 100 and path.read_bytes().endswith(b"\n")
+    read = read_records_checked(tmp_path)
+    assert [r["trial_key"] for r in read.records] == ["a", "b"] and read.skipped == []
+
+
+def test_an_append_after_a_cut_line_starts_a_line_of_its_own(tmp_path):
+    path = tmp_path / "records" / "s.jsonl"
+    append_record(path, build_record(SPEC, {}, result=RESULT))
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole[:50])  # a crash mid-append: no trailing newline
+    append_record(path, build_record({**SPEC, "trial_key": "after"}, {}, result=RESULT))
+    lines = path.read_bytes().split(b"\n")
+    assert len(lines) == 4 and lines[-1] == b"" and lines[1] == whole[:50]
+    assert json.loads(lines[2])["trial_key"] == "after"
+    read = read_records_checked(tmp_path)
+    assert [r["trial_key"] for r in read.records] == [SPEC["trial_key"], "after"]
+    assert [(s.line, s.reason) for s in read.skipped] == [(2, "not JSON (cut short?)")]
