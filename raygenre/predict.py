@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from raygenre.errors import ArtifactError, RaygenreError, one_line
+from raygenre.models.artifacts import artifact_folder
 from raygenre.records import latest_by_trial, read_records_checked
 from raygenre.stats import wilson_interval
 from raygenre.storage import RunPath
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         record = choose_model(args.run, args.model)
-        folder = local_copy(args.run / record["artifact"])
+        folder = local_copy(artifact_folder(args.run, record["artifact"]))
         print(describe_choice(record), file=sys.stderr)
         if record.get("feature_set") == "kaggle58":
             print("warning: this model reads the Kaggle 'length' input, a property of the source file (its sample "
