@@ -43,6 +43,14 @@ class ArtifactError(RaygenreError, ValueError):
     """A kept model that is missing, of an incompatible version, or not in a safe format."""
 
 
+class RunMismatchError(ConfigError):
+    """``--resume`` with settings other than the ones the run was started with (the message names them)."""
+
+
+class RunLockedError(RaygenreError, RuntimeError):
+    """A run directory another sweep is writing (the message names its holder)."""
+
+
 def one_line(exc: BaseException) -> str:
     """The message of ``exc`` on a single line (for CLIs and failed records)."""
     text = " ".join(str(exc).split())

@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     show_stage_progress()
     from raygenre.train.experiment import SweepFailed
 
+    lock = None
     try:
         storage = RunPath.of(args.storage)
         configs = build_configs(args)
@@ -149,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = storage / (args.name or run_name(configs, args.experiment))
         run_dir.mkdir()
         print(f"[sweep] run directory {run_dir}", flush=True)
+        from raygenre.run_guard import RunLock, check_resume
+
+        lock = RunLock.acquire(run_dir)  # one sweep per run directory, released in `finally`
+        check_resume(run_dir, configs, resume=args.resume)  # --resume only with the run's own settings
         from raygenre.train.experiment import run_experiment, scan_sources
 
         data = scan_sources(configs, run_dir)
@@ -171,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     except SweepFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 if __name__ == "__main__":
