@@ -19,8 +19,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from raygenre.errors import ConfigError
+from raygenre.search_config import SearchConfig, apply_search_overlay
 
-EXPERIMENTS = ("exp1", "exp2", "exp3", "exp4")
+STUDY_EXPERIMENTS = ("exp1", "exp2", "exp3", "exp4")  # what `sweep all` runs
+SEARCH_EXPERIMENTS = ("search-xgboost", "search-cnn", "search-finetune")  # hyperparameter searches (sweeps/search-*.yaml)
+EXPERIMENTS = STUDY_EXPERIMENTS + SEARCH_EXPERIMENTS
 PROFILES = ("quick", "paper")
 
 
@@ -69,6 +72,8 @@ class PrepareConfig(Strict):
     waveform_rate: int = Field(16000, ge=8000)
     clip_seconds: float = Field(30.0, gt=0)
     min_seconds: float = Field(20.0, ge=0)
+    max_seconds: float = Field(3600.0, gt=0)  # longer files are skipped before decoding (raygenre.data.audio)
+    max_file_mb: float = Field(200.0, gt=0)   # larger files are skipped before reading
     representations: tuple[Literal["features", "mel", "waveform"], ...] = ("features",)
     augment: AugmentConfig = AugmentConfig()
     mel: MelConfig = MelConfig()
@@ -133,6 +138,7 @@ class ModelSpec(Strict):
     params: dict[str, Any] = {}
     train: dict[str, Any] = {}
     weights: dict[str, Any] = {}
+    search: SearchConfig | None = None  # a Tune search over this row's params/train keys (raygenre.search_config)
 
     @model_validator(mode="after")
     def _known(self) -> ModelSpec:
@@ -194,7 +200,7 @@ class ResourcesConfig(Strict):
 
 
 class ExperimentConfig(Strict):
-    experiment: Literal["exp1", "exp2", "exp3", "exp4"]
+    experiment: Literal["exp1", "exp2", "exp3", "exp4", "search-xgboost", "search-cnn", "search-finetune"]
     description: str = ""
     profile: str = "quick"
     data: DataConfig = DataConfig()
@@ -210,6 +216,11 @@ class ExperimentConfig(Strict):
     # which fitted models are kept under RUN_DIR/artifacts for `python -m raygenre.predict`:
     # table_rows (the models behind the report's tables, not exp4's resamples) | all | none
     artifacts: Literal["table_rows", "all", "none"] = "table_rows"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _search_overlay(cls, data: Any) -> Any:
+        return apply_search_overlay(data)  # a top-level `search:` mapping goes into each searched row
 
     def hash(self) -> str:
         return config_hash(self.model_dump(mode="json"))

@@ -1,7 +1,7 @@
 """``python -m raygenre.sweep {exp1,exp2,exp3,exp4,all}``: every trial of an experiment on Ray Tune.
 
-Locally it starts a Ray of its own; under ``ray job submit`` (``RAY_ADDRESS`` set) it attaches to
-the cluster. Each finished trial's record is appended by the driver as it arrives, so a killed
+Locally it starts a Ray of its own; under ``ray job submit`` (``RAY_ADDRESS`` set) or with ``--address``
+it attaches to the cluster. Each finished trial's record is appended by the driver as it arrives, so a killed
 sweep loses nothing, and ``--resume`` runs only the planned trials that have no record yet.
 Before success is reported, the records are counted against the plan. This module only parses,
 validates and hands over: the work is in ``raygenre.train.experiment``.
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from raygenre.config import (
     EXPERIMENTS,
+    STUDY_EXPERIMENTS,
     ExperimentConfig,
     config_hash,
     deep_merge,
@@ -24,6 +25,7 @@ from raygenre.config import (
     sweeps_dir,
 )
 from raygenre.errors import ConfigError, RaygenreError, one_line
+from raygenre.ray_session import ADDRESS_HELP
 from raygenre.storage import RunPath, check_reachable
 
 
@@ -44,7 +46,7 @@ def build_configs(args: argparse.Namespace) -> list[ExperimentConfig]:
     if args.experiment != "all" and args.experiment not in available:
         raise ConfigError(f"{args.experiment} is not part of this release (no sweeps/{args.experiment}.yaml); "
                           f"run {', '.join(available)} or all.")
-    names = available if args.experiment == "all" else [args.experiment]
+    names = [e for e in available if e in STUDY_EXPERIMENTS] if args.experiment == "all" else [args.experiment]
     overrides = parse_overrides(args.set or [])
     cli: dict = {"data": {}, "split": {}, "features": {}, "xgboost": {}}
     if args.data:
@@ -106,7 +108,8 @@ def check_weights_early(configs: list[ExperimentConfig]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m raygenre.sweep", description=__doc__.splitlines()[0])
-    p.add_argument("experiment", help="exp1, exp2, exp3, exp4 or all (every experiment of this release)")
+    p.add_argument("experiment", help="exp1, exp2, exp3, exp4, all (exp1-exp4), or a search: search-xgboost, "
+                                      "search-cnn, search-finetune")
     p.add_argument("--data", help="'synthetic' or a GTZAN folder (default from the config: synthetic)")
     p.add_argument("--features-csv", help="a Kaggle features_30_sec.csv to use instead of audio features")
     p.add_argument("--profile", default="quick", help="quick (minutes on a laptop) or paper (the study's)")
@@ -122,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     p.add_argument("--report-dir", help="where the report goes (default: <run dir>/report)")
     p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
+    p.add_argument("--address", help=ADDRESS_HELP)
     return p
 
 
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         check_splits_early(configs, data)
         from raygenre.ray_session import cluster_hardware, ray_session
 
-        with ray_session(args.num_cpus):
+        with ray_session(args.num_cpus, address=args.address):
             hardware = cluster_hardware()
             for cfg in configs:
                 run_experiment(cfg, run_dir, resume=args.resume, data=data, hardware=hardware)

@@ -189,6 +189,9 @@ class TorchTabularClassifier(ClassifierMixin, BaseEstimator):
     so a training set that lacks a class still trains.
     """
 
+    #: called as ``hook(network, epochs_done)`` after each epoch (not a parameter: never saved or cloned)
+    epoch_hook = None
+
     def __init__(self, arch: str = "mlp", epochs: int = 100, learning_rate: float = 1e-3,
                  batch_size: int = 32, optimizer: str = "adam", weight_decay: float = 0.0,
                  schedule: str = "constant", dropout: float = 0.3, n_classes: int = N_CLASSES, seed: int = 0,
@@ -238,7 +241,7 @@ class TorchTabularClassifier(ClassifierMixin, BaseEstimator):
         X, y = X.to(device), y.to(device)
         n = X.shape[0]
         model.train()
-        for _ in range(self.epochs):
+        for epoch in range(self.epochs):
             order = torch.randperm(n, generator=generator).to(device)
             epoch_loss = 0.0
             for start in range(0, n, self.batch_size):
@@ -251,6 +254,8 @@ class TorchTabularClassifier(ClassifierMixin, BaseEstimator):
                 optimizer.step()
                 epoch_loss += float(loss.detach()) * idx.numel()
             step_scheduler(scheduler, epoch_loss / n)
+            if self.epoch_hook is not None:  # e.g. a search's per-epoch validation report
+                self.epoch_hook(model, epoch + 1)
         return model.eval()
 
     def predict_proba(self, X) -> np.ndarray:

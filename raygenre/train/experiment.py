@@ -110,7 +110,7 @@ def run_study(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dic
     todo = [t for t in trials if t["trial_key"] not in done]
     print(f"[{study}] {len(trials)} planned, {len(already)} already recorded, {len(todo)} to run", flush=True)
     if todo:
-        run_trials(cfg, study, todo, inputs, settings, run_dir)
+        run_trials(cfg, study, todo, inputs, settings, run_dir, resume=resume)
 
 
 def require_success(run_dir: RunPath, planned: list[dict]) -> None:

@@ -37,7 +37,9 @@ def trial_spec(cfg: ExperimentConfig, study: str, model: ModelSpec, seed: int, *
         key_parts.append(f"boot{bootstrap_index:03d}")
     if study == SIZE_STUDY:
         key_parts.append(f"frac{train_fraction:.2f}")
-    return {
+    if model.search is not None:
+        key_parts.append("searched")  # the refit of a searched row; its search trials extend this key
+    spec = {
         "trial_key": "/".join(key_parts),
         "experiment": cfg.experiment,
         "study": study,
@@ -59,6 +61,9 @@ def trial_spec(cfg: ExperimentConfig, study: str, model: ModelSpec, seed: int, *
         "fractions": list(cfg.exp4.fractions) if cfg.exp4 else [],
         "keep_artifact": keeps_artifact(cfg.artifacts, study, train_fraction, bootstrap_index),
     }
+    if model.search is not None:  # only searched rows carry the key: other specs (and their hashes) are unchanged
+        spec["search"] = model.search.model_dump(mode="json")
+    return spec
 
 
 def keeps_artifact(policy: str, study: str, train_fraction: float, bootstrap_index: int | None) -> bool:
@@ -111,6 +116,10 @@ PLANNERS: dict[str, Callable[..., list[dict]]] = {
     "exp2": plan_models,
     "exp3": plan_models,
     "exp4": plan_exp4,
+    # searches: rows with a `search:` block become a search plus a refit (raygenre.train.search)
+    "search-xgboost": plan_models,
+    "search-cnn": plan_models,
+    "search-finetune": plan_models,
 }
 
 

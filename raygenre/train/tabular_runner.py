@@ -19,16 +19,21 @@ XGBOOST_MODELS = ("xgboost", "xgboost_tuned")
 
 
 def fit_predict(spec: dict, settings: dict, X_train: np.ndarray, y_train: np.ndarray,
-                X_eval: np.ndarray, device: str) -> tuple[np.ndarray, tuple[int, int] | None, object]:
+                X_eval: np.ndarray, device: str, y_eval: np.ndarray | None = None,
+                ) -> tuple[np.ndarray, tuple[int, int] | None, object]:
     """Fit the trial's model and predict ``X_eval``; XGBoost may go to the distributed backend.
 
     Returns the predicted labels, (total, trainable) parameter counts of a network (else None) and
     the fitted pipeline (None for the distributed backend, whose booster stays in its checkpoint).
+    A search trial (``settings["progress"]``) reports its validation scores while it fits, every
+    ``search.report_every`` boosting rounds or every epoch; it fits in the trial whatever the backend
+    (the distributed backend reports once, at the end, and could not be stopped early).
     """
     seed = spec["split"]["seed"]
     nthread = max(1, int(settings.get("cpus_per_trial", 1)))
     xgb = settings.get("xgboost", {})
-    if spec["model"] in XGBOOST_MODELS and xgb.get("backend") == "distributed":
+    progress = settings.get("progress")
+    if spec["model"] in XGBOOST_MODELS and xgb.get("backend") == "distributed" and progress is None:
         from raygenre.models.tabular import TUNED_XGBOOST_PARAMS
         from raygenre.train.xgb import fit_predict_distributed
         params = {**(TUNED_XGBOOST_PARAMS if spec["model"] == "xgboost_tuned" else {}), **spec["params"]}
@@ -39,6 +44,10 @@ def fit_predict(spec: dict, settings: dict, X_train: np.ndarray, y_train: np.nda
     build = resolve_builder(spec.get("builder") or "raygenre.models.tabular:build_classifier")
     model = build(spec["model"], params=spec["params"], train=spec.get("train"), seed=seed,
                   nthread=xgb.get("nthread") or nthread, device=device)
+    if progress is not None and y_eval is not None:
+        from raygenre.train.search_progress import attach_progress
+
+        attach_progress(model, X_eval, y_eval, y_train, progress, int((spec.get("search") or {}).get("report_every", 1)))
     model.fit(X_train, y_train)
     return np.asarray(model.predict(X_eval)), network_param_counts(model), model
 
@@ -57,7 +66,8 @@ def run_tabular(spec: dict, table: pd.DataFrame, settings: dict, *, device: str 
     y_true = [str(g) for g in table.loc[eval_ids, "label"]]
     # 3. Fit and predict (scaling is fitted on the training rows inside the model pipeline).
     fit_start = time.perf_counter()
-    predicted, counts, fitted = fit_predict(spec, settings, X_train, y_train, X_eval, device)
+    y_eval = np.array([GENRE_INDEX[g] for g in y_true])
+    predicted, counts, fitted = fit_predict(spec, settings, X_train, y_train, X_eval, device, y_eval)
     fit_predict_s = time.perf_counter() - fit_start
     y_pred = [GENRES[int(k)] for k in predicted]
     # 4. Score.

@@ -54,9 +54,8 @@ class RecordWriter(tune.Callback):
               f"seed {record['split']['seed']}: accuracy {record['metrics']['accuracy']:.3f}", flush=True)
 
 
-def tune_trial(config: dict, inputs: dict, settings: dict) -> None:
-    """Ray Tune function trial: run one spec and report its record as the trial's final result."""
-    spec = config["trial"]
+def trial_device(settings: dict) -> tuple[str, dict]:
+    """(torch device, resources description) of the calling Tune trial."""
     gpu_ids = ray.get_gpu_ids()
     device = "cpu"
     if gpu_ids:  # a node can advertise a logical GPU it does not have
@@ -66,7 +65,16 @@ def tune_trial(config: dict, inputs: dict, settings: dict) -> None:
     resources = {"cpu": settings.get("cpus_per_trial", 1), "gpu": len(gpu_ids),
                  "platform": platform.platform(), "pid": os.getpid(),
                  "node": ray.get_runtime_context().get_node_id()[:12]}
+    return device, resources
+
+
+def tune_trial(config: dict, inputs: dict, settings: dict) -> None:
+    """Ray Tune function trial: run one spec and report its record as the trial's final result."""
+    spec = config["trial"]
+    device, resources = trial_device(settings)
     record = run_trial(spec, inputs, settings, device=device, resources=resources)
+    if spec.get("search_of"):  # a searched row's refit names the search its configuration came from
+        record["search"] = spec["search_of"]
     tune.report({"accuracy": record["metrics"]["accuracy"], "macro_f1": record["metrics"]["macro_f1"],
                  "record_json": json.dumps(record, default=str)})
 
@@ -150,9 +158,21 @@ def max_concurrent(cfg: ExperimentConfig, trials: list[dict]) -> int | None:
 
 
 def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dict, settings: dict,
-               run_dir: RunPath) -> None:
+               run_dir: RunPath, *, resume: bool = False) -> None:
     """One Tune experiment over ``trials``; ok records are appended by the callback as trials
-    finish, and trials that still fail after ``max_failures`` retries get a failed record."""
+    finish, and trials that still fail after ``max_failures`` retries get a failed record.
+
+    A searched row (``search`` in its spec) is a Tune search of its own, then its refit
+    (:func:`raygenre.train.search.run_search`); the other trials run as one grid.
+    """
+    searched = [t for t in trials if t.get("search") and not t.get("search_of")]
+    for spec in searched:
+        from raygenre.train.search import run_search
+
+        run_search(cfg, study, spec, inputs, settings, run_dir, resume=resume)
+    trials = [t for t in trials if t not in searched]
+    if not trials:
+        return
     writer = RecordWriter(run_dir, study, len(trials), study)
     # with_parameters puts the inputs in the object store once; every trial gets the same copy.
     trainable = tune.with_resources(tune.with_parameters(tune_trial, inputs=inputs, settings=settings),

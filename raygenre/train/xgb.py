@@ -114,6 +114,16 @@ def to_native_params(params: dict[str, Any] | None, *, num_class: int = N_CLASSE
     return native, num_boost_round
 
 
+def boosting_rounds(model: str, params: dict[str, Any]) -> int:
+    """The rounds a feature model boosts: ``n_estimators`` of its params, else Appendix C's for
+    ``xgboost_tuned`` and the library default for ``xgboost`` (a search's budget per trial)."""
+    from raygenre.models.tabular import TUNED_XGBOOST_PARAMS
+
+    base = TUNED_XGBOOST_PARAMS if model == "xgboost_tuned" else {}
+    rounds = {**base, **params}.get("n_estimators")
+    return DEFAULT_NUM_BOOST_ROUND if rounds is None else int(rounds)
+
+
 def _check_labels(y: np.ndarray, num_class: int) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1 or (y.size and (y.min() < 0 or y.max() >= num_class)):
