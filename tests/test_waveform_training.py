@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from raygenre.genres import GENRES
 from raygenre.models.waveform import DEFAULT_TRAINING
 from raygenre.records import build_record, validate_record
 from raygenre.train.plan import plan_experiment
+
+sys.path.insert(0, str(Path(__file__).parent))
+from predict_checks import assert_predictions_match_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 3200  # 0.2 s at 16 kHz: 10 frames of the package's tiny backbone
@@ -174,7 +178,7 @@ def test_exp3_paper_profile_without_wav2vec2_weights_fails_in_one_sentence_befor
 
 
 @pytest.mark.slow
-def test_exp3_waveform_rows_end_to_end_through_the_sweep(ray_session, tmp_path):
+def test_exp3_waveform_rows_end_to_end_through_the_sweep(ray_session, tmp_path, capsys):
     """The sweep CLI on small synthetic data: every Wav2Vec2 row ends with an ok record and a filled report row,
     the two head rows from one embedding cache (its reuse across runs: the cache test above)."""
     from raygenre.records import read_records
@@ -198,3 +202,9 @@ def test_exp3_waveform_rows_end_to_end_through_the_sweep(ray_session, tmp_path):
     table3 = report.split("## Table 3")[1].split("\n## ")[0]
     assert sum(line.startswith("| Raw waveform") and "not run" not in line for line in table3.splitlines()) == 3
     assert len(list((tmp_path / "w" / "shards").glob("*/embeddings/*/manifest.json"))) == 1
+    # predict answers with each row's kept model: progressive (whole net) and both cached-embedding heads
+    kinds = {r["variant"]: json.loads((tmp_path / "w" / r["artifact"] / "model.json").read_text())["network"]
+             for r in records}
+    assert {v: k["contains"] for v, k in kinds.items()} == {"progressive": "all", "frozen": "head",
+                                                            "layer_probe": "head"}
+    assert_predictions_match_records(tmp_path / "w", records, capsys)

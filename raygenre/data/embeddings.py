@@ -51,14 +51,13 @@ class EmbeddingWorker:
     def __init__(self, spec: dict) -> None:
         import torch
 
-        from raygenre.models.waveform import build_from_config
+        from raygenre.models.waveform import build_embedder
 
         self.torch = torch
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
             torch.set_num_threads(1)  # one actor per CPU
-        model_cfg = {"variant": "layer_probe", "params": dict(spec.get("params") or {})}
-        self.model = build_from_config(model_cfg, spec.get("weights")).to(self.device).eval()
+        self.model = build_embedder(spec.get("params"), spec.get("weights")).to(self.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch

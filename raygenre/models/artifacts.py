@@ -36,13 +36,18 @@ from typing import Any
 
 import numpy as np
 
-from raygenre.errors import ArtifactError
+from raygenre.errors import ArtifactError, WeightsError
 from raygenre.genres import GENRES, N_CLASSES
 
 ARTIFACT_FORMAT = 1
 META = "model.json"
 ARTIFACTS_DIR = "artifacts"
-MODEL_FILES = {"xgboost": "model.ubj", "torch": "model.safetensors", "skops": "model.skops"}
+MODEL_FILES = {"xgboost": "model.ubj", "torch": "model.safetensors", "skops": "model.skops",
+               "network": "model.safetensors"}
+#: keys ``model.json`` must hold, by kind (feature models carry their scaler and columns).
+_FEATURE_KEYS = ("feature_columns", "scaler", "classes")
+REQUIRED_KEYS = {"xgboost": _FEATURE_KEYS, "torch": (*_FEATURE_KEYS, "network"), "skops": _FEATURE_KEYS,
+                 "network": ("network", "representation")}
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=,+-]*")
 
 # Every (type, skops loader) pair that ``skops.io.dump`` writes for the estimators raygenre keeps as
@@ -75,7 +80,7 @@ def artifact_name(trial_key: str) -> str:
     return trial_key.replace("/", "__")
 
 
-def _write_json(path: Path, body: dict) -> None:
+def write_json(path: Path, body: dict) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
@@ -106,7 +111,7 @@ def save_tabular(folder: Path, pipeline, meta: dict) -> Path:
 
         skops.io.dump(model, folder / "model.skops")
         body.update(kind="skops", file="model.skops")
-    _write_json(folder / META, body)
+    write_json(folder / META, body)
     return folder
 
 
@@ -162,18 +167,20 @@ def _check_meta(folder: Path) -> dict:
     if not path.is_file():
         raise ArtifactError(f"{folder} holds no {META}: it is not a raygenre kept model.")
     try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError:
+        meta = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise ArtifactError(f"{path} is not valid JSON.") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path} is not a JSON object: it is not a raygenre kept model.")
     if meta.get("format") != ARTIFACT_FORMAT:
         raise ArtifactError(f"{folder} was written in kept-model format {meta.get('format')!r}; this raygenre "
                             f"reads format {ARTIFACT_FORMAT}: re-run the sweep to keep the model again.")
-    missing = [k for k in ("kind", "file", "model", "feature_columns", "scaler", "classes") if k not in meta]
-    if missing:
-        raise ArtifactError(f"{path} lacks {', '.join(missing)}: it was written by an incompatible version.")
-    kind = meta["kind"]
+    kind = meta.get("kind")
     if kind not in MODEL_FILES:
         raise ArtifactError(f"{path} names an unknown kind {kind!r}: raygenre keeps {', '.join(MODEL_FILES)} models.")
+    missing = [k for k in ("file", "model", *REQUIRED_KEYS[kind]) if k not in meta]
+    if missing:
+        raise ArtifactError(f"{path} lacks {', '.join(missing)}: it was written by an incompatible version.")
     if meta["file"] != MODEL_FILES[kind]:
         raise ArtifactError(f"{path} names the file {meta['file']!r}, but a {kind} kept model is always "
                             f"{MODEL_FILES[kind]!r}; it was not written by raygenre.")
@@ -236,7 +243,7 @@ def audit_skops(file: Path, model: str) -> list[str]:
     return sorted({t for t, _ in found})
 
 
-def load_kept_model(folder: Path | str) -> KeptModel:
+def load_kept_model(folder: Path | str):
     """Load a kept model without running code from the folder; anything unexpected is an ArtifactError."""
     folder = Path(folder)
     meta = _check_meta(folder)
@@ -260,6 +267,10 @@ def load_kept_model(folder: Path | str) -> KeptModel:
             module = build_network(net["arch"], net["n_features"], net["n_classes"], net["dropout"])
             module.load_state_dict(load_file(str(file)))
             return KeptModel(meta, module.eval())
+        if meta["kind"] == "network":
+            from raygenre.models.kept_networks import KeptNetwork
+
+            return KeptNetwork(folder, meta)
         if meta["kind"] == "skops":
             import skops.io
 
@@ -268,7 +279,7 @@ def load_kept_model(folder: Path | str) -> KeptModel:
             if set(untrusted) - set(audited):  # skops saw a type the audit did not: never guess
                 raise ArtifactError(f"{file} holds types the audit did not see; it is not loaded.")
             return KeptModel(meta, skops.io.load(file, trusted=untrusted))
-    except ArtifactError:
+    except (ArtifactError, WeightsError):  # already one sentence: a refused file, or a missing trunk
         raise
     except Exception as exc:  # a planted pickle, a truncated file, a wrong format: the file's fault
         raise ArtifactError(f"{file} cannot be read as a {meta['kind']} model "

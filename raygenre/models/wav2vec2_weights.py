@@ -225,3 +225,14 @@ def backbone_param_count(weights: str = "pretrained", name_or_path: str = DEFAUL
         config = Wav2Vec2Config.from_pretrained(source, cache_dir=cache_dir, local_files_only=kind != "download")
     with torch.device("meta"):
         return sum(p.numel() for p in Wav2Vec2Model(config).parameters())
+
+
+def weights_file(weights: str = "pretrained", name_or_path: str = DEFAULT_BACKBONE, cache_dir: str | None = None,
+                 offline: bool | None = None) -> str | None:
+    """The file the backbone's weights load from (None for a random init), so a kept head can name it."""
+    kind, source, _ = _plan(weights, name_or_path, cache_dir, offline)
+    if kind.startswith("random"):
+        return None
+    if kind == "local":
+        return str(_local_weights_file(Path(source)))
+    return _cached_weights(source, cache_dir)

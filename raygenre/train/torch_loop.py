@@ -35,8 +35,9 @@ import torch
 from torch import nn
 
 from raygenre.models.counting import param_counts
+from raygenre.models.network_state import build_model, load_trained_state, trained_state
 from raygenre.models.optim import make_optimizer, make_scheduler, step_scheduler
-from raygenre.models.spectrogram import SpectrogramNet, build_spectrogram_model
+from raygenre.models.spectrogram import SpectrogramNet
 from raygenre.train.train_session import STATE_FILE
 
 FITTED_FILE = "model.safetensors"
@@ -57,45 +58,6 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
-
-
-def build_model(model_cfg: dict[str, Any], weights_cfg: dict[str, Any] | None, seed: int) -> nn.Module:
-    """The trial's net, initialised from ``seed``: the same call rebuilds the same frozen trunk.
-
-    A spectrogram net, or (``family: waveform``) a Wav2Vec2 classifier; both offer the loop's interface:
-    ``set_epoch``, ``phase_change_epochs``, ``frozen_trunk``/``head``, ``model_input``, ``weights``.
-    """
-    weights = weights_cfg or {}
-    torch.manual_seed(seed)
-    if model_cfg.get("family") == "waveform":
-        from raygenre.models.waveform import build_from_config
-
-        return build_from_config(model_cfg, weights)
-    return build_spectrogram_model(model_cfg["name"], model_cfg["variant"], params=model_cfg.get("params") or {},
-                                   weights=weights.get("source", "random"), weights_dir=weights.get("dir"))
-
-
-def _trunk_tensors(model: SpectrogramNet) -> set[int]:
-    trunk = model.frozen_trunk()
-    if trunk is None:
-        return set()
-    return {id(t) for t in (*trunk.parameters(), *trunk.buffers())}
-
-
-def trained_state(model: SpectrogramNet) -> dict[str, torch.Tensor]:
-    """The model's state minus its always-frozen trunk (everything when there is none), on the CPU."""
-    skip = _trunk_tensors(model)
-    return {k: v.detach().to("cpu", copy=True).contiguous()
-            for k, v in model.state_dict(keep_vars=True).items() if id(v) not in skip}
-
-
-def load_trained_state(model: SpectrogramNet, state: dict[str, torch.Tensor]) -> None:
-    """Inverse of :func:`trained_state`: only trunk tensors may be missing, nothing may be unexpected."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    trunk_keys = {k for k, v in model.state_dict(keep_vars=True).items() if id(v) in _trunk_tensors(model)}
-    if unexpected or set(missing) - trunk_keys:
-        raise RuntimeError(f"state does not fit {model.name}/{model.variant}: missing "
-                           f"{sorted(set(missing) - trunk_keys)[:3]}, unexpected {sorted(unexpected)[:3]}")
 
 
 def load_fitted(fitted: dict[str, Any]) -> SpectrogramNet:
@@ -291,6 +253,8 @@ def train_loop(config: dict[str, Any], session: Any) -> None:
         done = _broadcast_flag(stop, device) or epoch + 1 == int(train["epochs"])
         item["seconds"] = round(time.perf_counter() - t0, 4)
         history.append(item)
+        scores = _search_scores(model, eval_batches, dtype, epoch + 1, config) if config.get("report_eval") and \
+            rank == 0 else {}
         # 7. Report: rank 0's checkpoint; in the last epoch it also holds the fitted model and predictions.
         with session.new_checkpoint() as (folder, publish):
             checkpoint = None
@@ -305,9 +269,21 @@ def train_loop(config: dict[str, Any], session: Any) -> None:
                                  {"history": history, "cache_s": cache_s, "attempt": attempt,
                                   "resumed_from_epoch": start})
                 checkpoint = publish()
-            session.report({**item, "done": done}, checkpoint)
+            session.report({**item, "done": done, **scores}, checkpoint)
         if done:
             break
+
+
+def _search_scores(model: SpectrogramNet, eval_batches, dtype: torch.dtype | None, epoch: int,
+                   config: dict[str, Any]) -> dict[str, Any]:
+    """A search trial's per-epoch report (``raygenre.train.search_progress``): scores and predictions on
+    its evaluation clips (validation clips, never test), in clip order, so a scheduler can stop it."""
+    index: list[torch.Tensor] = []
+    loss, accuracy, preds = _evaluate(model, eval_batches("eval", index), dtype)
+    order = torch.cat(index).tolist() if index else []
+    return {"step": epoch, "budget": int(config["train"]["epochs"]), "valid_accuracy": accuracy,
+            "valid_loss": loss, "pred": [p for _, p in sorted(zip(order, preds))],
+            "n_train": int(config.get("n_train", 0))}
 
 
 def _write_final(folder: str, model: SpectrogramNet, best: dict | None, eval_batches, dtype: torch.dtype | None,

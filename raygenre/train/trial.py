@@ -25,9 +25,11 @@ RUNNERS: dict[str, str] = {
 }
 
 
-#: family -> how its fitted models are kept (families without an entry keep none yet).
+#: family -> how its fitted models are kept.
 ARTIFACT_SAVERS: dict[str, str] = {
     "tabular": "raygenre.models.artifacts:save_tabular",
+    "spectrogram": "raygenre.models.kept_networks:save_network",
+    "waveform": "raygenre.models.kept_networks:save_network",
 }
 
 

@@ -47,28 +47,6 @@ def _features(folder: str, ids: list[str], variant: str) -> tuple[np.ndarray, li
     return np.ascontiguousarray(feats), [GENRE_INDEX[labels[r]] for r in rows]
 
 
-def _head_module(variant: str, feature_shape: tuple[int, ...], windows: bool):
-    """The variant's head on cached features; with chunking the clip's logits are the mean over windows."""
-    import torch
-    from torch import nn
-
-    from raygenre.models.waveform import build_head
-
-    hidden, layers = feature_shape[-1], (feature_shape[-2] if variant == "layer_probe" else 1)
-    head = build_head(variant, hidden, n_layers=layers)
-
-    class WindowMean(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.head = head
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            n, w = x.shape[:2]
-            return self.head(x.flatten(0, 1)).reshape(n, w, -1).mean(dim=1)
-
-    return WindowMean() if windows else head
-
-
 def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: str = "cpu") -> dict:
     """Train the head on cached embeddings, as numbered steps; returns what the record is built from."""
     import torch
@@ -77,6 +55,7 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
     from raygenre.data.embeddings import embedding_key, read_cache_manifest
     from raygenre.models.counting import param_counts
     from raygenre.models.optim import make_optimizer, make_scheduler, step_scheduler
+    from raygenre.models.waveform import cached_feature_head
     from raygenre.train.torch_loop import epoch_seed, feature_batches, run_batches
     from raygenre.train.torch_runner import split_rows, train_run_name, train_storage
 
@@ -98,7 +77,7 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
     windows = (spec.get("params") or {}).get("chunk_seconds") is not None
     # 3. Head, optimiser and schedule from the train block.
     torch.manual_seed(seed)
-    head = _head_module(spec["variant"], tuple(tensors["train"][0].shape), windows).to(dev)
+    head = cached_feature_head(spec["variant"], tuple(tensors["train"][0].shape), windows).to(dev)
     optimizer = make_optimizer(head.parameters(), train["optimizer"], train["learning_rate"], train["weight_decay"])
     scheduler = make_scheduler(optimizer, train["schedule"], int(train["epochs"]))
     # 4. Epochs; with selection: valid the best validation epoch is kept (never the test set's).
@@ -150,6 +129,9 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
         "selection": train["selection"],
         "selected_epoch": best["epoch"] if best else history[-1]["epoch"],
         "fitted": {"head_path": str(folder / "head.safetensors"), "embedding_cache": cache,
-                   "variant": spec["variant"], "params": dict(spec.get("params") or {}), "seed": seed},
+                   "build": {"name": spec["model"], "family": spec["family"], "variant": spec["variant"],
+                             "params": dict(spec.get("params") or {})},
+                   "weights": dict(spec.get("weights") or {}), "seed": seed, "windows": windows,
+                   "feature_shape": list(tensors["train"][0].shape[1:])},
         "timings": {k: round(v, 4) for k, v in timings.items()},
     }
