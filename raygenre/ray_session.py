@@ -23,6 +23,8 @@ from pathlib import Path
 from raygenre.errors import RaygenreError, one_line
 
 ADDRESS_ENV = "RAY_ADDRESS"
+ADDRESS_HELP = ("attach to a running Ray: auto (the head the last `ray start` on this machine recorded) or "
+                "HOST:PORT (default: RAY_ADDRESS if set, else a local Ray of this run's own)")
 CONNECT_TIMEOUT_S = 5.0  # per step of the probe: TCP connect, then the server's first HTTP/2 frame
 # Ray's own connect loop (ray/_private/node.py: _init_gcs_client) tries this many times, ~12 s each, when
 # the probe passed but the GCS still does not take the driver; Ray's default is 20 (120 with RocksDB).
