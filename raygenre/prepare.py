@@ -22,6 +22,7 @@ from raygenre.data.pipeline import ensure_shards, shard_dir_of
 from raygenre.data.shards import MANIFEST, read_manifest
 from raygenre.data.source import absolute_source
 from raygenre.errors import RaygenreError, one_line
+from raygenre.ray_session import ADDRESS_HELP, requested_address
 
 log = logging.getLogger("raygenre.prepare")
 
@@ -38,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, help="actors in the decode/feature pool (default: one per CPU)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="config override, e.g. prepare.clip_seconds=10 (repeatable)")
+    p.add_argument("--address", help=ADDRESS_HELP)
     return p.parse_args(argv)
 
 
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = build_spec(args)
         shard_dir = shard_dir_of(spec, args.out)
         before = (shard_dir / MANIFEST).read_bytes() if (shard_dir / MANIFEST).is_file() else None
-        shard_dir = ensure_shards(spec, args.out)
+        with requested_address(args.address):  # Ray starts only when shards must be computed
+            shard_dir = ensure_shards(spec, args.out)
         manifest = read_manifest(shard_dir)
     except RaygenreError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
