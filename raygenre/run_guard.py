@@ -134,6 +134,25 @@ def _parse(blob: bytes) -> dict | None:
     return holder if isinstance(holder, dict) else None
 
 
+def _create_exclusive(source: Path, path: Path, body: bytes) -> None:
+    """Make ``path`` holding ``body`` only if it does not exist (else FileExistsError): a hard link of the
+    finished ``source`` (whole the moment it exists), or an exclusive create where links are not supported."""
+    try:
+        os.link(source, path)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(body)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 class RunLock:
     """The right to write one run directory; ``with RunLock.acquire(run_dir): ...`` or call :meth:`release`."""
 
@@ -175,11 +194,12 @@ class RunLock:
         path = self._file
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{LOCK_NAME}.{self.holder['token']}")
-        tmp.write_text(json.dumps(self.holder) + "\n")
+        body = (json.dumps(self.holder) + "\n").encode()
+        tmp.write_bytes(body)
         try:
             for _ in range(5):
                 try:
-                    os.link(tmp, path)  # atomic, and the lock is whole the moment it exists
+                    _create_exclusive(tmp, path, body)
                     return
                 except FileExistsError:
                     pass
@@ -202,10 +222,9 @@ class RunLock:
             os.rename(path, aside)
         except FileNotFoundError:
             return
-        moved = _parse(aside.read_bytes())
-        if holder is not None and (moved or {}).get("token") != holder.get("token"):
+        if _parse(aside.read_bytes()) != holder:  # another sweep's fresh lock was moved: it goes back
             try:
-                os.link(aside, path)  # a live lock taken by mistake goes back
+                _create_exclusive(aside, path, aside.read_bytes())
             except FileExistsError:
                 pass
             aside.unlink(missing_ok=True)

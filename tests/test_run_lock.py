@@ -120,6 +120,12 @@ def test_a_stale_lock_is_taken_over_and_a_foreign_one_is_not(tmp_path, capsys):
     with pytest.raises(RunLockedError, match=f"pid {dead} on elsewhere since then"):
         RunLock.acquire(tmp_path / "r")
     assert json.loads(path.read_text())["token"] == "other"  # left alone
+    # Two sweeps saw the same stale lock and one already replaced it: the other puts the fresh one back.
+    fresh = {"pid": os.getpid(), "host": socket.gethostname(), "started": "now", "token": "fresh"}
+    path.write_text(json.dumps(fresh))
+    RunLock(RunPath.of(tmp_path / "r"))._take_over_file(path, {"pid": dead, "token": "old"})
+    assert json.loads(path.read_text()) == fresh and sorted(os.listdir(path.parent)) == [LOCK_NAME]
+    assert "taking over" not in capsys.readouterr().err
 
 
 def test_the_lock_is_released_on_keyboard_interrupt(tmp_path, monkeypatch):
