@@ -1,19 +1,34 @@
 """Genre probabilities of audio files from a kept model, with the code prepare uses (no Ray here).
 
-A file is decoded and resampled exactly as prepare does (``raygenre.data.audio.load_bytes``) and its
-features come from the same ``extract_features``. A file longer than the model's clip length is cut
-into ``k = len // clip`` windows (the last one keeps the remainder, so a file of up to twice the clip
+A file is decoded and resampled as prepare does (``raygenre.data.audio``) and its features come from
+the same ``extract_features``. A file longer than the model's clip length is cut into
+``k = frames // clip`` windows (the last one keeps the remainder, so a file of up to twice the clip
 length is one window: the whole file, as prepare would see it); the file's probabilities are the mean
-over its windows.
+over its windows. Windows are read one after the other from the open file and resampled one at a
+time, so memory follows one window, not the file; the header is checked against ``AudioLimits``
+before anything is decoded.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from raygenre.data.audio import AudioError, load_bytes
+from raygenre.data.audio import (
+    DEFAULT_LIMITS,
+    MAX_FILE_MB,
+    MAX_SECONDS,
+    AudioError,
+    AudioLimits,
+    Source,
+    open_audio,
+    read_mono,
+    resample,
+    shown,
+)
 from raygenre.errors import ArtifactError
 from raygenre.genres import GENRES
 from raygenre.models.artifacts import KeptModel, load_kept_model
@@ -23,6 +38,35 @@ def clip_windows(y: np.ndarray, clip_samples: int) -> list[np.ndarray]:
     """``max(1, len // clip_samples)`` consecutive windows; the last absorbs the remainder."""
     k = max(1, len(y) // max(1, clip_samples))
     return [y[i * clip_samples:(i + 1) * clip_samples if i < k - 1 else len(y)] for i in range(k)]
+
+
+def iter_windows(source: Source, name: str, sample_rate: int, clip_seconds: float,
+                 limits: AudioLimits = DEFAULT_LIMITS) -> Iterator[np.ndarray]:
+    """The ``clip_windows`` of a file, as mono float32 at ``sample_rate``, read and resampled one at a time.
+
+    Windows are cut at the file's own rate. Each is resampled with one second of its neighbours on
+    either side, then trimmed, so its samples are those of a whole-file resample (the resampler's
+    filter is far shorter than the margin) while memory holds one window plus two seconds."""
+    with open_audio(source, name, limits) as audio:
+        rate, frames = int(audio.samplerate), int(audio.frames)
+        clip = max(1, int(round(clip_seconds * rate)))
+        k = max(1, frames // clip)
+        for i in range(k):
+            start, end = i * clip, (i + 1) * clip if i < k - 1 else frames
+            if rate == sample_rate:
+                yield read_mono(audio, end - start, name)
+                continue
+            lo, hi = max(0, start - rate), min(frames, end + rate)  # one second of context on each side
+            audio.seek(lo)
+            y = resample(read_mono(audio, hi - lo, name), rate, sample_rate)
+            first = int(round((start - lo) * sample_rate / rate))
+            yield y[first:] if end == frames else y[first:first + int(round((end - start) * sample_rate / rate))]
+
+
+def error_result(name: str, exc: BaseException) -> dict:
+    """The result of a file that could not be predicted: its reason, on one line."""
+    reason = exc.reason if isinstance(exc, AudioError) else f"{type(exc).__name__}: {exc}"
+    return {"path": name, "windows": 0, "error": " ".join(str(reason).split()), "probabilities": None}
 
 
 class Predictor:
@@ -38,39 +82,50 @@ class Predictor:
             raise ArtifactError(f"{folder} is a {self.model.meta.get('representation')} model; only feature models "
                                 f"can predict audio so far.")
 
-    def features(self, data: bytes, name: str) -> np.ndarray:
-        """(windows, columns) feature matrix of one file, in the model's column order."""
+    def limits(self, max_file_mb: float | None = None, max_seconds: float | None = None) -> AudioLimits:
+        """The header checks: the given values, else the kept model's audio settings, else the defaults."""
+        audio = self.model.meta.get("audio") or {}
+        return AudioLimits(max_file_mb=float(max_file_mb or audio.get("max_file_mb") or MAX_FILE_MB),
+                           max_seconds=float(max_seconds or audio.get("max_seconds") or MAX_SECONDS),
+                           min_seconds=self.min_seconds)
+
+    def window_probabilities(self, window: np.ndarray) -> np.ndarray:
+        """Genre probabilities (10,) of one window at the model's rate."""
         from raygenre.data.features import extract_features
 
-        y, info = load_bytes(data, self.sample_rate, name)
-        if info["seconds"] < self.min_seconds:
-            raise AudioError(name, f"{info['seconds']:.2f} s is shorter than the {self.min_seconds:g} s minimum.")
-        rows = [extract_features(w, self.sample_rate)
-                for w in clip_windows(y, int(round(self.clip_seconds * self.sample_rate)))]
-        return np.array([[row[c] for c in self.model.feature_columns] for row in rows], dtype=np.float64)
+        row = extract_features(window, self.sample_rate)
+        X = np.array([[row[c] for c in self.model.feature_columns]], dtype=np.float64)
+        return self.model.predict_proba(X)[0]
 
-    def predict(self, data: bytes, name: str) -> dict:
-        """``{"path", "windows", "probabilities": {genre: p}, "error"}``; a bad file gives its error, not a raise."""
+    def predict(self, source: Source, name: str, limits: AudioLimits | None = None) -> dict:
+        """``{"path", "windows", "probabilities": {genre: p}, "error"}``; a bad file gives its error, not a raise.
+
+        ``source`` is the file's bytes or its path; ``name`` is how results and errors show it."""
         try:
-            X = self.features(data, name)
-            probs = self.model.predict_proba(X).mean(axis=0)
-            return {"path": name, "windows": int(X.shape[0]), "error": None,
-                    "probabilities": {g: float(p) for g, p in zip(GENRES, probs)}}
+            windows = iter_windows(source, name, self.sample_rate, self.clip_seconds, limits or self.limits())
+            probs = np.array([self.window_probabilities(w) for w in windows])
+            return {"path": name, "windows": int(probs.shape[0]), "error": None,
+                    "probabilities": {g: float(p) for g, p in zip(GENRES, probs.mean(axis=0))}}
         except Exception as exc:  # whatever the decoder raises, it is this file's fault
-            reason = exc.reason if isinstance(exc, AudioError) else f"{type(exc).__name__}: {exc}"
-            return {"path": name, "windows": 0, "error": " ".join(str(reason).split()), "probabilities": None}
+            return error_result(name, exc)
 
 
 class PredictWorker:
-    """Ray Data actor: loads the kept model once, then predicts each file of a batch."""
+    """Ray Data actor: loads the kept model once, then reads and predicts each file of a batch.
 
-    def __init__(self, folder: str):
+    Rows carry paths as bytes (``os.fsencode``: any file name, UTF-8 or not) and the actor opens each
+    file itself, so a file that cannot be read is that file's error, not a failed read task."""
+
+    def __init__(self, folder: str, limits: AudioLimits | None = None):
         self.predictor = Predictor(folder)
+        self.limits = limits or self.predictor.limits()
 
     def __call__(self, batch: dict) -> dict:
         import json
 
-        out = [self.predictor.predict(data, str(path)) for data, path in zip(batch["bytes"], batch["path"])]
-        return {"path": [o["path"] for o in out], "windows": [o["windows"] for o in out],
+        out = [self.predictor.predict(os.fsdecode(bytes(path)), shown(bytes(path)), self.limits)
+               for path in batch["path"]]
+        return {"index": list(batch["index"]), "path": [o["path"] for o in out],
+                "windows": [o["windows"] for o in out],
                 "error": [o["error"] or "" for o in out],
                 "probabilities": [json.dumps(o["probabilities"]) if o["probabilities"] else "" for o in out]}

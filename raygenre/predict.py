@@ -16,9 +16,11 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
+from raygenre.data.audio import MAX_FILE_MB, MAX_SECONDS, AudioLimits, shown
 from raygenre.errors import ArtifactError, RaygenreError, one_line
 from raygenre.models.artifacts import artifact_folder
 from raygenre.records import latest_by_trial, read_records_checked
@@ -45,7 +47,12 @@ def choose_model(run_dir: RunPath, wanted: str | None) -> dict:
     if not kept:
         raise ArtifactError(f"{run_dir} has no kept models: run the sweep with artifacts: table_rows or all "
                             f"(the default keeps the models behind the report's tables).")
-    if wanted:
+    if wanted and "/" in wanted:  # a trial key names one record exactly
+        chosen = [r for r in kept if r["trial_key"] == wanted]
+        if not chosen:
+            raise ArtifactError(f"{run_dir} has no kept model of trial '{wanted}'.")
+        kept = chosen
+    elif wanted:
         name, _, variant = wanted.partition(":")
         chosen = [r for r in kept if r["model"] == name and (not variant or r["variant"] == variant)]
         if not chosen:
@@ -72,38 +79,46 @@ def audio_files(targets: list[str]) -> tuple[list[Path], list[Path], list[dict]]
     for target in targets:
         path = Path(target).expanduser()
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            found += sorted(p for p in path.rglob("*")  # links too: a dangling one gets its error line
+                            if (p.is_file() or p.is_symlink()) and p.suffix.lower() in extensions)
         elif path.is_file():
             direct.append(path)
         else:
-            errors.append({"path": str(path), "windows": 0, "error": "no such file or folder",
-                           "probabilities": None})
+            errors.append({"path": shown(path), "windows": 0, "probabilities": None,
+                           "error": "dangling link" if path.is_symlink() else "no such file or folder"})
     return direct, found, errors
 
 
-def predict_here(folder: Path, files: list[Path]) -> list[dict]:
+def predict_here(folder: Path, files: list[Path], limits: AudioLimits) -> list[dict]:
     from raygenre.inference import Predictor
 
     predictor = Predictor(folder)
-    return [predictor.predict(p.read_bytes(), str(p)) for p in files]
+    return [predictor.predict(p, shown(p), limits) for p in files]
 
 
-def predict_on_ray(folder: Path, files: list[Path], workers: int | None) -> list[dict]:
-    """Every file through Ray Data: bytes -> an actor pool that loads the kept model once per actor."""
+def node_cpus() -> int:
+    """CPUs this process may use (its affinity mask where the OS has one, as containers set it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def predict_on_ray(folder: Path, files: list[Path], workers: int | None, limits: AudioLimits) -> list[dict]:
+    """Every file through Ray Data: paths -> an actor pool that loads the kept model once per actor and
+    reads each file itself; at most one actor per CPU, and no worker or raylet lines on this console."""
     import ray
 
     from raygenre.inference import PredictWorker
     from raygenre.ray_session import ray_session
 
-    with ray_session():
-        n = workers or max(1, min(len(files), int(ray.cluster_resources().get("CPU", 1))))
-        ds = ray.data.read_binary_files([str(f) for f in files], include_paths=True, num_cpus=0)
-        rows = ds.map_batches(PredictWorker, fn_constructor_args=(str(folder),), batch_size=4, batch_format="numpy",
-                              num_cpus=1, compute=ray.data.ActorPoolStrategy(min_size=n, max_size=n)).take_all()
-    order = {str(f): i for i, f in enumerate(files)}
-    out = [{"path": str(r["path"]), "windows": int(r["windows"]), "error": str(r["error"]) or None,
-            "probabilities": json.loads(r["probabilities"]) if r["probabilities"] else None} for r in rows]
-    return sorted(out, key=lambda r: order.get(r["path"], len(order)))
+    with ray_session(num_cpus=min(node_cpus(), len(files)), log_to_driver=False):
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        n = max(1, min(workers or cpus, cpus, len(files)))
+        ds = ray.data.from_items([{"index": i, "path": os.fsencode(f)} for i, f in enumerate(files)])
+        rows = ds.map_batches(PredictWorker, fn_constructor_args=(str(folder), limits), batch_size=4,
+                              batch_format="numpy", num_cpus=1,
+                              compute=ray.data.ActorPoolStrategy(min_size=n, max_size=n)).take_all()
+    rows.sort(key=lambda r: int(r["index"]))
+    return [{"path": str(r["path"]), "windows": int(r["windows"]), "error": str(r["error"]) or None,
+             "probabilities": json.loads(r["probabilities"]) if r["probabilities"] else None} for r in rows]
 
 
 def render(results: list[dict], fmt: str, top: int) -> str:
@@ -145,10 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="AUDIO_OR_DIR", help="audio files and/or folders of audio files")
     p.add_argument("--run", required=True, type=RunPath.of,
                    help="a run directory written by python -m raygenre.sweep (a folder or an s3:// URI)")
-    p.add_argument("--model", help="NAME or NAME:VARIANT of a kept model (default: the best on the test clips)")
+    p.add_argument("--model", help="NAME or NAME:VARIANT of a kept model, or a record's trial key "
+                                   "(default: the best on the test clips)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--top", type=int, default=3, help="genres shown per file (default 3)")
-    p.add_argument("--workers", type=int, help="actors for folders (default: one per CPU, at most one per file)")
+    p.add_argument("--workers", type=int, help="actors for folders (default and most: one per CPU, one per file)")
+    p.add_argument("--max-mb", type=float, help=f"larger files are refused unread (default: the model's, else "
+                                                f"{MAX_FILE_MB:g})")
+    p.add_argument("--max-seconds", type=float, help=f"longer files are refused before decoding (default: the "
+                                                     f"model's, else {MAX_SECONDS:g})")
     return p
 
 
@@ -163,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
                   "count), not of the music; prefer a content57 model for audio from elsewhere.", file=sys.stderr)
         from raygenre.inference import Predictor
 
-        Predictor(folder)  # an unusable kept model fails here, once, in one sentence
+        limits = Predictor(folder).limits(args.max_mb, args.max_seconds)  # an unusable model fails here, once
         direct, found, results = audio_files(args.inputs)
-        results += predict_here(folder, direct) if direct else []
-        results += predict_on_ray(folder, found, args.workers) if found else []
+        results += predict_here(folder, direct, limits) if direct else []
+        results += predict_on_ray(folder, found, args.workers, limits) if found else []
     except RaygenreError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2

@@ -150,3 +150,61 @@ def test_no_artifact_is_loaded_through_pickle_anywhere_in_the_package():
         for match in re.finditer(r"torch\.load\(", text):
             call = text[match.start():match.start() + 300].split("\n\n")[0]
             assert "weights_only=True" in call, (path, call)
+
+
+@pytest.mark.slow
+def test_unreadable_links_and_odd_names_in_a_folder_are_error_lines_and_the_rest_is_predicted(run, capsys, tmp_path):
+    import os
+
+    best = min(read_records(run), key=lambda r: (-r["metrics"]["accuracy"], r["trial_key"]))
+    good = [clip_path(run, c) for c in best["test"]["ids"][:2]]
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / good[0].name).write_bytes(good[0].read_bytes())
+    odd = os.fsencode(folder) + b"/caf\xe9.wav"  # not UTF-8: printed escaped, never a traceback
+    with open(odd, "wb") as f:
+        f.write(good[1].read_bytes())
+    (folder / "gone.wav").symlink_to(folder / "missing.wav")
+    (folder / "one_hertz.wav").write_bytes(b"")
+    sf.write(folder / "one_hertz.wav", np.zeros(100_000, dtype=np.float32), 1)  # declares 100,000 s
+    locked = folder / "locked.wav"
+    locked.write_bytes(good[0].read_bytes())
+    locked.chmod(0)
+    code, results, err = predict_json(capsys, [str(folder), "--run", str(run)])
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert any(re.fullmatch(r"error: .*gone\.wav: dangling link \(its target does not exist\)\.", x) for x in lines)
+    assert any(re.fullmatch(r"error: .*one_hertz\.wav: declares 1 Hz, outside the 8000-192000 Hz .*", x)
+               for x in lines)
+    by_name = {Path(r["path"]).name: r for r in results}
+    if os.geteuid() != 0:  # root reads a mode-000 file
+        assert any(re.fullmatch(r"error: .*locked\.wav: cannot be opened \(Permission denied\)\.", x) for x in lines)
+    else:
+        assert "locked.wav" in by_name
+    assert len(lines) == 2 + (os.geteuid() != 0)  # one line per bad file
+    assert {good[0].name, "caf\\xe9.wav"} <= set(by_name) and all(r["windows"] == 1 for r in results)
+    assert by_name["caf\\xe9.wav"]["top"][0]["genre"] == best["test"]["y_pred"][1]  # the clip behind the odd name
+
+
+@pytest.mark.slow
+def test_csv_on_stdout_is_only_the_csv_when_ray_runs_in_a_subprocess(run, tmp_path):
+    import csv
+    import os
+    import subprocess
+
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    ids = read_records(run)[0]["test"]["ids"][:3]
+    for clip_id in ids:
+        (folder / f"{clip_id}.wav").write_bytes(clip_path(run, clip_id).read_bytes())
+    (folder / "broken.wav").write_bytes(b"not audio" * 20)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-m", "raygenre.predict", str(folder), "--run", str(run),
+                           "--format", "csv", "--workers", "64"],  # more actors than CPUs: capped
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1, done.stderr  # the broken file
+    rows = list(csv.reader(io.StringIO(done.stdout)))
+    assert rows[0] == ["path", "rank", "genre", "probability", "windows"]
+    assert len(rows) == 1 + 3 * 3 and all(len(r) == 5 and r[0].endswith(".wav") for r in rows[1:])
+    assert {Path(r[0]).stem for r in rows[1:]} == set(ids)
+    assert re.search(r"error: .*broken\.wav: not readable audio", done.stderr)

@@ -27,7 +27,17 @@ import numpy as np
 import pyarrow as pa
 
 from raygenre.config import PrepareConfig
-from raygenre.data.audio import ORIGINAL, AudioError, augment, describe, fit_length, load_bytes, resample, to_int16
+from raygenre.data.audio import (
+    ORIGINAL,
+    AudioError,
+    AudioLimits,
+    augment,
+    describe,
+    fit_length,
+    load_bytes,
+    resample,
+    to_int16,
+)
 from raygenre.data.gtzan import clip_id_from_filename, genre_of
 from raygenre.data.kaggle_csv import KAGGLE_FEATURE_COLUMNS
 
@@ -201,8 +211,9 @@ def staging_schema(representations: Sequence[str], cfg: PrepareConfig) -> pa.Sch
     return pa.schema(fields)
 
 
-def _too_short(path: str, seconds: float, minimum: float) -> AudioError:
-    return AudioError(path, f"{seconds:.2f} s is shorter than the {minimum:g} s minimum.")
+def audio_limits(cfg: PrepareConfig) -> AudioLimits:
+    """The header checks prepare applies to every file before decoding it."""
+    return AudioLimits(max_file_mb=cfg.max_file_mb, max_seconds=cfg.max_seconds, min_seconds=cfg.min_seconds)
 
 
 def _reason(exc: Exception) -> str:
@@ -212,13 +223,11 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def probe_file(data: bytes, path: str, min_seconds: float) -> dict[str, Any]:
-    """Decode only: is this file a usable clip, and what is it (rate, channels, seconds)?"""
+def probe_file(data: bytes, path: str, cfg: PrepareConfig) -> dict[str, Any]:
+    """Decode only (the part ``extract_clip`` uses): is this file a usable clip, and what is it?"""
     row: dict[str, Any] = {"path": path, "error": None, "native_rate": None, "channels": None, "seconds": None}
     try:
-        row.update(describe(data, path))
-        if row["seconds"] < min_seconds:
-            raise _too_short(path, row["seconds"], min_seconds)
+        row.update(describe(data, path, audio_limits(cfg), cfg.clip_seconds))
     except Exception as exc:  # whatever libsndfile or numpy raise, it is this file's fault
         row["error"] = _reason(exc)
     return row
@@ -232,17 +241,16 @@ def extract_clip(data: bytes, path: str, cfg: PrepareConfig, representations: Se
     for every clip; readers use them for training clips only.
 
     Features use the whole clip (as the Kaggle CSV does) and only the original; mel and waveform
-    are cropped or padded to ``clip_seconds``. Any failure gives a single row with ``error`` set,
-    so one bad file never stops a batch.
+    are cropped or padded to ``clip_seconds``. A file of twice ``clip_seconds`` or more is cropped to
+    its first ``clip_seconds`` before decoding (``crop_frames``: the first window predict reads).
+    Any failure gives a single row with ``error`` set, so one bad file never stops a batch.
     """
     clip_id = clip_id_from_filename(path)
     base = {"clip_id": clip_id, "label": genre_of(clip_id), "parent_id": None,
             "transform": ORIGINAL, "path": path, "error": None}
     try:
         sr = cfg.sample_rate
-        y, info = load_bytes(data, sr, path)
-        if info["seconds"] < cfg.min_seconds:
-            raise _too_short(path, info["seconds"], cfg.min_seconds)
+        y, _ = load_bytes(data, sr, path, audio_limits(cfg), cfg.clip_seconds)
         variants = [(ORIGINAL, y)]
         if augmented and any(r in AUGMENTED_REPRESENTATIONS for r in representations):
             variants += augment(y, sr, cfg.augment.stretch_factors, cfg.augment.shift_seconds)

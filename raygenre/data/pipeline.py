@@ -32,9 +32,10 @@ import numpy as np
 import pyarrow as pa
 
 from raygenre.config import PrepareConfig, PrepareSpec
-from raygenre.data.audio import ORIGINAL, transform_names
+from raygenre.data.audio import ORIGINAL, too_large, transform_names
 from raygenre.data.features import (
     AUGMENTED_REPRESENTATIONS,
+    audio_limits,
     colormap_lut,
     extract_clip,
     probe_file,
@@ -73,8 +74,8 @@ PROBE_SCHEMA = pa.schema([("path", pa.string()), ("error", pa.string()), ("nativ
                           ("channels", pa.int64()), ("seconds", pa.float64())])
 
 
-def _probe_batch(batch: dict[str, np.ndarray], min_seconds: float) -> pa.Table:
-    rows = [probe_file(data, path, min_seconds) for data, path in zip(batch["bytes"], batch["path"])]
+def _probe_batch(batch: dict[str, np.ndarray], cfg: PrepareConfig) -> pa.Table:
+    rows = [probe_file(data, path, cfg) for data, path in zip(batch["bytes"], batch["path"])]
     return pa.Table.from_pylist(rows, schema=PROBE_SCHEMA)
 
 
@@ -121,7 +122,7 @@ def _probe(paths: list[str], cfg: PrepareConfig, filesystem=None) -> list[dict]:
 
     ds = ray.data.read_binary_files(paths, include_paths=True, num_cpus=0, concurrency=_n_workers(cfg),
                                     filesystem=filesystem)
-    return ds.map_batches(_probe_batch, fn_kwargs={"min_seconds": cfg.min_seconds},
+    return ds.map_batches(_probe_batch, fn_kwargs={"cfg": cfg},
                           batch_size=16, batch_format="numpy").take_all()
 
 
@@ -221,7 +222,9 @@ def _reusable(shard_dir: RunPath, spec: PrepareSpec, inputs: dict) -> dict | Non
 def _new_manifest(spec: PrepareSpec, found: Discovery, inputs: dict, timings: dict) -> dict:
     """Probe every file, check the configured split can be drawn over the usable clips, start the manifest."""
     t = time.perf_counter()
-    probed = _probe([found.read_path(c) for c in found.clips], spec.prepare, found.read_filesystem)
+    oversize = _oversize(found, spec.prepare)
+    probed = _probe([found.read_path(c) for c in found.clips if found.read_path(c) not in oversize], spec.prepare,
+                    found.read_filesystem) + list(oversize.values())
     timings["probe"] = round(time.perf_counter() - t, 3)
     bad = {clip_id_from_filename(r["path"]): r for r in probed if r["error"]}
     skipped = [{"clip_id": c.clip_id, "path": str(c.path), "reason": bad[c.clip_id]["error"], "stage": "probe"}
@@ -253,6 +256,20 @@ def _new_manifest(spec: PrepareSpec, found: Discovery, inputs: dict, timings: di
                          "transforms": transform_names(aug.stretch_factors, aug.shift_seconds)},
         "representations": {}, "versions": package_versions(VERSIONED), "timings_s": {}, "history": [],
     }
+
+
+def _oversize(found: Discovery, cfg: PrepareConfig) -> dict[str, dict]:
+    """Probe rows of files above ``max_file_mb``, from their size: Ray Data would read them whole."""
+    rows = {}
+    for clip in found.clips:
+        try:
+            reason = too_large(clip.path.stat().st_size, audio_limits(cfg))
+        except OSError:
+            continue  # the probe reports it
+        if reason:
+            rows[found.read_path(clip)] = {"path": found.read_path(clip), "error": reason, "native_rate": None,
+                                           "channels": None, "seconds": None}
+    return rows
 
 
 def _tally(values: Any) -> dict[str, int]:
