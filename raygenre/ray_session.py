@@ -191,8 +191,11 @@ def ray_session(num_cpus: int | None = None, address: str | None = None,
                 with env_default(RAY_CONNECT_TRIES_ENV, RAY_CONNECT_TRIES):
                     ray.init(address=target, **kwargs)
             except Exception as exc:  # the probe passed: the GCS refused this driver (auth, versions)
-                raise RayAddressError(f"the Ray cluster at {target} (from {source}) did not take this "
-                                      f"driver: {one_line(exc)}") from exc
+                if ray.is_initialized():
+                    ray.shutdown()
+                raise RayAddressError(f"the Ray cluster at {target} (from {source}) did not take this driver "
+                                      f"({one_line(exc)}): check the address and its token, or set neither "
+                                      f"--address nor {ADDRESS_ENV} to run on a Ray of this process's own.") from exc
             hw = cluster_hardware()
             say(f"attached to {target} ({plural(hw['cluster_cpus'], 'CPU')}, {plural(hw['nodes'], 'node')}; "
                 f"from {source})")
