@@ -18,7 +18,7 @@ def assert_predictions_match_records(run: Path, records: list[dict], capsys) -> 
     for record in records:
         assert record["artifact"], f"{record['trial_key']} kept no model"
         files = [str(clip_file(run, c)) for c in record["test"]["ids"]]
-        wanted = f"{record['model']}:{record['variant']}"
+        wanted = record["trial_key"]
         capsys.readouterr()
         code = predict([*files, "--run", str(run), "--model", wanted, "--format", "json", "--top", "1"])
         out = capsys.readouterr()

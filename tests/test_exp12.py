@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +14,9 @@ import torch
 from raygenre.config import load_experiment
 from raygenre.records import read_records
 from raygenre.sweep import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from predict_checks import assert_predictions_match_records  # noqa: E402
 
 #: exp1/exp2 on a tiny synthetic GTZAN: 2 clips of 3 s per genre (10 train, 10 test), 64 px mel images.
 TINY = ["--data", "synthetic", "--no-report",
@@ -45,7 +51,7 @@ def test_paper_profile_without_weight_files_fails_in_one_sentence_before_any_wor
 
 
 @pytest.mark.slow
-def test_exp1_and_exp2_write_one_ok_record_per_row(ray_session, tmp_path):
+def test_exp1_and_exp2_write_one_ok_record_per_row(ray_session, tmp_path, capsys):
     argv = ["--storage", str(tmp_path), "--name", "r", *TINY]
     assert main(["exp1", *argv]) == 0
     assert main(["exp2", *argv]) == 0
@@ -69,3 +75,9 @@ def test_exp1_and_exp2_write_one_ok_record_per_row(ray_session, tmp_path):
     assert all(r["augmented"] and r["n_train"] == 10 * (1 + variants) for r in exp2)
     fc6 = next(r for r in exp1 if (r["model"], r["variant"]) == ("vgg16", "fc6"))
     assert fc6["params"] == {"total": 14_965_578, "trainable": 250_890}
+    # every exp1 row's kept model answers its test clips through predict as its record says
+    contains = {(r["model"], r["variant"]): json.loads((tmp_path / "r" / r["artifact"] / "model.json").read_text())
+                ["network"]["contains"] for r in exp1}
+    assert {k for k, v in contains.items() if v == "trained"} == {(n, f) for n in ("alexnet", "vgg16")
+                                                                   for f in ("fc6", "fc7", "fc8")}
+    assert_predictions_match_records(tmp_path / "r", exp1, capsys)
