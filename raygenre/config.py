@@ -318,7 +318,7 @@ def validate(model: type[Strict], data: dict, source: str) -> Any:
         problems = []
         for err in exc.errors():
             path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             problems.append(f"{path}: {msg}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
 

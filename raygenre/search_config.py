@@ -135,5 +135,13 @@ def apply_search_overlay(data: Any) -> Any:
     rows = [m for m in models if isinstance(m, dict) and m.get("search")]
     if overlay and not rows:
         raise ValueError("search: no model row has a search block to apply these settings to")
-    data["models"] = [deep_merge(m, {"search": copy.deepcopy(overlay)}) if m in rows else m for m in models]
+    space = overlay.get("space") or {}
+    rest = {k: copy.deepcopy(v) for k, v in overlay.items() if k != "space"}
+    out = []
+    for m in models:
+        if m in rows:  # each overlaid space key replaces the row's distribution whole (another kind may follow)
+            m = deep_merge(m, {"search": rest})
+            m["search"]["space"] = {**(m["search"].get("space") or {}), **copy.deepcopy(space)}
+        out.append(m)
+    data["models"] = out
     return data

@@ -18,6 +18,8 @@ from raygenre.report.exp4 import bootstrap_groups, exp4_section, size_curves
 from raygenre.report.markdown import DASH, image, pct, table
 from raygenre.report.paired import PairedFamily, families, paired_section
 from raygenre.report.results import RowKey, RunData, collect, weights_summary
+from raygenre.report.searches import draw as draw_searches
+from raygenre.report.searches import search_section
 from raygenre.report.tables import all_results, appendix_a, failed_trials, recall_facts, table1, table3
 from raygenre.report.training import history_results, training_section
 from raygenre.report.validity import validity_section
@@ -141,6 +143,7 @@ def draw_figures(data: RunData, out_dir: Path, fams: list[PairedFamily]) -> dict
     }
     for fam in fams:
         figs[f"pvalues-{fam.split}"] = figures.pvalue_matrix(fam, out_dir)
+    figs.update({f"search:{sid}": name for sid, name in draw_searches(data.records, out_dir).items()})
     for res in sorted(primary, key=lambda r: (-r.accuracy, r.label)):
         figs[f"confusion-{figures.slug(res.key)}"] = figures.confusion(res, out_dir)
     return {k: v for k, v in figs.items() if v}
@@ -171,9 +174,11 @@ def render(data: RunData, figs: dict[str, str], fams: list[PairedFamily]) -> str
         if "comparison" in figs else []
     parts = [header(data), how_to_read(data), table1(data), "\n".join([table3(data), "", *comparison]).rstrip(),
              appendix_a(data), augmentation_section(data), training_section(data, figs.get("learning")),
-             exp4_section(data, figs), paired_section(data, figs, fams), validity_section(data),
+             exp4_section(data, figs),
+             search_section(data.records, {k[7:]: v for k, v in figs.items() if k.startswith("search:")}),
+             paired_section(data, figs, fams), validity_section(data),
              genre_section(data, figs), all_results(data), failed_trials(data)]
-    return "\n\n".join(p.rstrip() for p in parts) + "\n"
+    return "\n\n".join(p.rstrip() for p in parts if p) + "\n"
 
 
 def build_report(records: list[dict], out_dir: str | Path, skipped_note: str = "") -> Path:

@@ -299,6 +299,7 @@ def collect(records: list[dict], study: dict) -> RunData:
     failed = [r for r in latest if id(r) not in ok_ids]
     names = study["studies"]
     rows = [r for r in ok if r.get("study") not in names["not_model_rows"] and evaluated_on(r) == "test"
+            and not r.get("search")  # searched rows have a section of their own (raygenre.report.searches)
             and r.get("bootstrap_index") is None and float(r.get("train_fraction") or 1.0) == 1.0]
     splits = {((r.get("split") or {}).get("name") or "?") for r in ok}
     split = _pick(splits, study["conditions"]["preferred_splits"])

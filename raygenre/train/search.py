@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import time
+
 from ray import tune
 
-from raygenre.config import ExperimentConfig
+from raygenre.config import ExperimentConfig, config_hash
 from raygenre.errors import ConfigError
 from raygenre.records import latest_by_trial, read_records, write_record
 from raygenre.search_config import SearchConfig
@@ -38,8 +39,8 @@ from raygenre.train.search_space import (
     normalize,
     planned_count,
     sample_configs,
-    tune_domain,
     trial_base,
+    tune_domain,
 )
 
 CHOICE_RULE = "best final score among trials that ran their full budget (all trials if none did)"
@@ -125,7 +126,7 @@ class SearchRecorder(tune.Callback):
                       "unit": unit},
         }
         write_record(self.run_dir, self.study, record)
-        print(f"[{self.study}] search trial {index + 1}/{self.total} {spec['model']} "
+        print(f"[{self.study}] search trial {index:03d} (of {self.total}) {spec['model']} "
               f"{json.dumps(config, default=str)}: {self.search.metric} {record['search']['score']} "
               f"({record['search']['ended']['reason']} at {unit} {step}/{budget})", flush=True)
 
@@ -172,7 +173,10 @@ def _tune(cfg: ExperimentConfig, study: str, spec: dict, search: SearchConfig, d
         points = [(r["search"]["config"], r["search"]["score"]) for _, r in sorted(done.items())
                   if r["search"]["score"] is not None]
         algorithm = OptunaSearch(points_to_evaluate=[p for p, _ in points] or None,
-                                 evaluated_rewards=[s for _, s in points] or None, seed=search.seed)
+                                 evaluated_rewards=[s for _, s in points] or None,
+                                 # resumed: a seed of its own, so TPE's random start does not replay the
+                                 # configurations of the trials already recorded
+                                 seed=search.seed + len(done))
         num_samples = total - len(done)
     scheduler = None
     if search.scheduler.name == "asha":
@@ -181,7 +185,7 @@ def _tune(cfg: ExperimentConfig, study: str, spec: dict, search: SearchConfig, d
                                   reduction_factor=search.scheduler.reduction_factor)
     recorder = SearchRecorder(run_dir, study, base, search, settings, evaluation_clips(base, inputs),
                               max(done, default=-1) + 1, total)
-    slug = "".join(c if c.isalnum() else "_" for c in spec["trial_key"])[-80:]
+    slug = f"{spec['model']}-{spec['variant']}-{config_hash(spec['trial_key'], 8)}"
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -232,7 +236,8 @@ def run_search(cfg: ExperimentConfig, study: str, spec: dict, inputs: dict, sett
         write_record(run_dir, study, failed_record(spec, settings, "every search trial failed"))
         return
     index, chosen = choose(done, search)
-    print(f"[{study}] search {search_id}: refit trial {index} {json.dumps(chosen['search']['config'], default=str)} "
-          f"({search.metric} {chosen['search']['score']})", flush=True)
+    print(f"[{study}] search {search_id}: refit trial {index:03d} "
+          f"{json.dumps(chosen['search']['config'], default=str)} ({search.metric} {chosen['search']['score']})",
+          flush=True)
     run_trials(cfg, study, [refit_spec(spec, search, index, chosen, done)], inputs, settings, run_dir)
 

@@ -47,7 +47,8 @@ def fit_predict(spec: dict, settings: dict, X_train: np.ndarray, y_train: np.nda
     if progress is not None and y_eval is not None:
         from raygenre.train.search_progress import attach_progress
 
-        attach_progress(model, X_eval, y_eval, y_train, progress, int((spec.get("search") or {}).get("report_every", 1)))
+        every = int((spec.get("search") or {}).get("report_every", 1))
+        attach_progress(model, X_eval, y_eval, y_train, progress, every)
     model.fit(X_train, y_train)
     return np.asarray(model.predict(X_eval)), network_param_counts(model), model
 

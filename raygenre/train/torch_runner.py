@@ -139,6 +139,7 @@ def _fit(spec: dict, settings: dict, datasets: dict, loop_config: dict) -> Any:
     """Build and run the trainer; returns its Result."""
     import ray.train
     from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
 
     from raygenre.train.torch_loop import train_func
 
@@ -153,6 +154,8 @@ def _fit(spec: dict, settings: dict, datasets: dict, loop_config: dict) -> Any:
         scaling_config=ray.train.ScalingConfig(num_workers=int(train["workers"]), use_gpu=gpus > 0,
                                                resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(
+            # a search trial: rank 0's per-epoch reports reach Tune (and its scheduler) the Train V2 way
+            callbacks=[TuneReportCallback()] if settings.get("progress") else None,
             storage_path=storage, name=train_run_name(spec, settings),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             failure_config=ray.train.FailureConfig(controller_failure_limit=START_ATTEMPTS)),
@@ -174,6 +177,16 @@ def _train_in_trial(spec: dict, settings: dict, datasets: dict, loop_config: dic
     storage = train_storage(settings)
     session = InTrialSession(datasets, os.path.join(storage, train_run_name(spec, settings), "checkpoint"),
                              torch.device(device))
+    progress = settings.get("progress")
+    if progress is not None:  # a search trial: each epoch's validation scores go to Tune as they come
+        keep = session.report
+
+        def report(metrics: dict, folder: str | None) -> None:
+            keep(metrics, folder)
+            if "step" in metrics:
+                progress(metrics)
+
+        session.report = report
     cpus = max(1, round(float(settings.get("cpus_per_trial") or 1)))
     train_loop({**loop_config, "cpus_per_worker": cpus}, session)
     folder = session.latest()
@@ -221,7 +234,8 @@ def run_torch_trial(spec: dict, rep_inputs: dict, settings: dict, *, device: str
              "params": dict(spec.get("params") or {})}
     loop_config = {"model": build, "weights": {k: weights.get(k) for k in ("source", "dir", "offline")},
                    "train": spec["train"], "seed": seed, "has_valid": bool(valid_ids),
-                   "cpus_per_worker": max(1, round(WORKER_CPUS)), "cache_trunk": True}
+                   "cpus_per_worker": max(1, round(WORKER_CPUS)), "cache_trunk": True,
+                   "report_eval": settings.get("progress") is not None, "n_train": len(train_y)}
     t0 = time.perf_counter()
     if int(spec["train"]["workers"]) == 0:
         checkpoint_path = _train_in_trial(spec, settings, datasets, loop_config, device)

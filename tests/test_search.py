@@ -1,0 +1,137 @@
+"""Hyperparameter search (issue 18): validation before Ray, records of every search trial and one refit,
+no test clip in any search trial's scores, ASHA stopping CNN trials early, resume, the refit's choice."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from raygenre.config import load_experiment
+from raygenre.data.splits import make_split
+from raygenre.errors import ConfigError
+from raygenre.records import read_records
+from raygenre.sweep import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from feature_tables import make_features_csv  # noqa: E402
+
+#: search-xgboost shrunk: 4 Optuna trials of 20-60 rounds, reports every 10 rounds, ASHA from round 20; KNN
+#: stands in for the shipped Appendix C row (1000 rounds) as the plain row beside the search.
+XGB = ["--no-report", "--set", "search.num_samples=4", "--set", "search.report_every=10",
+       "--set", "search.space={params.n_estimators: {quniform: [20, 60, 20]}, params.max_depth: {randint: [2, 5]}}",
+       "--set", "search.scheduler={name: asha, grace_period: 20, reduction_factor: 3}",
+       "--set", "models=[{name: xgboost, search: {space: {params.learning_rate: {loguniform: [0.05, 0.5]}}}}, "
+                "{name: knn}]"]
+
+
+def _search_records(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    trials = [r for r in records if (r.get("search") or {}).get("role") == "trial"]
+    refits = [r for r in records if (r.get("search") or {}).get("role") == "refit"]
+    return trials, refits
+
+
+@pytest.mark.parametrize("override, where", [
+    ({"search": {"budget": 3}}, "models.0.search.budget: unknown key"),
+    ({"search": {"space": {"params.max_depth": {"gaussian": [1, 2]}}}}, "unknown distribution 'gaussian'"),
+    ({"search": {"space": {"params.gamma": {"uniform": ["low", 1.0]}}}}, "bound 'low' is not a number"),
+    ({"search": {"space": {"train.warmup": {"uniform": [0, 1]}}}}, "train.warmup: unknown key"),
+    ({"search": {"space": {"params.max_depth": {"grid": [3, 6]}}}}, "grid values need algorithm: random"),
+])
+def test_a_bad_search_block_is_one_sentence_naming_the_yaml_path(override, where):
+    with pytest.raises(ConfigError) as err:
+        load_experiment("search-xgboost", "quick", override)
+    assert where in str(err.value) and "\n" not in str(err.value)
+    assert "search-xgboost (quick profile): models.0.search" in str(err.value)
+
+
+def test_the_cli_refuses_a_bad_search_before_ray(tmp_path, capsys):
+    import ray
+
+    was_running = ray.is_initialized()
+    argv = ["search-xgboost", "--storage", str(tmp_path), "--set", "search.num_samples=zero"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "models.0.search.num_samples" in err
+    assert ray.is_initialized() == was_running and not any(tmp_path.iterdir())
+
+
+def test_search_records_every_trial_on_validation_clips_refits_the_best_and_resumes(ray_session, tmp_path):
+    csv = make_features_csv(tmp_path / "features.csv", clips_per_genre=20)
+    argv = ["search-xgboost", "--features-csv", str(csv), "--storage", str(tmp_path), "--name", "s", *XGB]
+    assert main(argv) == 0
+    records = read_records(tmp_path / "s")
+    trials, refits = _search_records(records)
+    assert len(trials) == 4 and len(refits) == 1
+    assert sorted(r["search"]["index"] for r in trials) == [0, 1, 2, 3]
+    refit = refits[0]
+    # Selection never sees test clips: the search trials are scored on a carve of the training clips.
+    test_ids = set(make_split(_all_ids(csv), "paper", 0, 0.2).test)
+    assert set(refit["test"]["ids"]) == test_ids and refit["test"]["set"] == "test"
+    for rec in trials:
+        assert rec["test"]["set"] == "valid" and not set(rec["test"]["ids"]) & test_ids
+        assert rec["artifact"] is None and rec["n_train"] + len(rec["test"]["ids"]) == 160
+        ended = rec["search"]["ended"]
+        steps = [rep["step"] for rep in rec["search"]["reports"]]
+        assert steps == sorted(steps) and steps[-1] == ended["step"] and ended["unit"] == "round"
+        assert ended["budget"] == rec["config"]["params"]["n_estimators"] in (20, 40, 60)
+        assert (ended["reason"] == "finished") == (ended["step"] == ended["budget"])
+        assert rec["search"]["score"] == pytest.approx(rec["metrics"]["accuracy"])
+    # The refit's configuration is the best validation one (among trials that ran their whole budget).
+    finished = [r for r in trials if r["search"]["ended"]["reason"] == "finished"] or trials
+    best = max(r["search"]["score"] for r in finished)
+    chosen = next(r for r in trials if r["search"]["index"] == refit["search"]["index"])
+    assert chosen["search"]["score"] == best and refit["search"]["config"] == chosen["search"]["config"]
+    assert {k.split(".", 1)[1]: v for k, v in chosen["search"]["config"].items()}.items() <= \
+        refit["config"]["params"].items()
+    assert refit["search"]["id"] == refit["trial_key"] and refit["search"]["trials"] == 4
+
+    # Resume: as if the driver died after two trials had finished (records are what a kill leaves behind).
+    path = tmp_path / "s" / "records" / f"{refit['study']}.jsonl"
+    kept = [line for line in path.read_text().splitlines()
+            if json.loads(line).get("search", {}).get("role") == "trial"][:2]
+    others = [line for line in path.read_text().splitlines() if "search" not in json.loads(line)]
+    path.write_text("\n".join(others + kept) + "\n")
+    assert main(argv) == 2                                   # a partial search is not rerun silently
+    assert main([*argv, "--resume"]) == 0
+    trials2, refits2 = _search_records(read_records(tmp_path / "s"))
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(trials2) == 4 and len(refits2) == 1
+    assert sorted(r["search"]["index"] for r in trials2) == [0, 1, 2, 3]
+    for line in kept:                                         # finished trials were kept, not rerun
+        old = json.loads(line)
+        assert sum(r["trial_key"] == old["trial_key"] for r in lines) == 1
+    assert len([r for r in lines if (r.get("search") or {}).get("role") == "trial"]) == 4
+
+
+def _all_ids(csv: Path) -> list[str]:
+    from raygenre.data.kaggle_csv import read_features_csv
+
+    return sorted(read_features_csv(csv).index)
+
+
+#: search-cnn shrunk: 7 clips of 3 s per genre, 64 px mel, 5 random configurations of 4 epochs, one at a time.
+CNN = ["--data", "synthetic", "--no-report",
+       "--set", "data.synthetic.clips_per_genre=7", "--set", "data.synthetic.seconds=3",
+       "--set", "prepare.clip_seconds=3", "--set", "prepare.min_seconds=1", "--set", "prepare.mel.size=64",
+       "--set", "train.epochs=4", "--set", "train.batch_size=16", "--set", "search.num_samples=5",
+       "--set", "models=[{name: cnn, params: {channels: [8, 16, 16, 16]}, search: {space: "
+                "{train.learning_rate: {loguniform: [0.0003, 0.1]}, params.dropout: {uniform: [0.0, 0.5]}}, "
+                "metric: valid_loss, algorithm: random, max_concurrent: 1, seed: 1, "
+                "scheduler: {name: asha, grace_period: 1, reduction_factor: 2}}}]"]
+
+
+@pytest.mark.slow
+def test_asha_stops_a_cnn_trial_early_and_its_record_says_when(ray_session, tmp_path):
+    assert main(["search-cnn", "--storage", str(tmp_path), "--name", "c", *CNN]) == 0
+    trials, refits = _search_records(read_records(tmp_path / "c"))
+    assert len(trials) == 5 and len(refits) == 1
+    stopped = [r for r in trials if r["search"]["ended"]["reason"] == "stopped"]
+    assert stopped, "ASHA stopped no trial"
+    for rec in stopped:
+        ended = rec["search"]["ended"]
+        assert ended["unit"] == "epoch" and 1 <= ended["step"] < ended["budget"] == 4
+        assert [rep["step"] for rep in rec["search"]["reports"]] == list(range(1, ended["step"] + 1))
+    assert refits[0]["test"]["set"] == "test" and refits[0]["history"][-1]["epoch"] == 4
