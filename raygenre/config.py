@@ -216,11 +216,37 @@ class ExperimentConfig(Strict):
     # which fitted models are kept under RUN_DIR/artifacts for `python -m raygenre.predict`:
     # table_rows (the models behind the report's tables, not exp4's resamples) | all | none
     artifacts: Literal["table_rows", "all", "none"] = "table_rows"
+    # train settings for every row of a model, by model name, beneath each row's own `train:` block: how a
+    # profile trains some networks longer (quick: the CNN and CRNN) without restating the experiment's rows
+    model_train: dict[str, dict[str, Any]] = {}
 
     @model_validator(mode="before")
     @classmethod
     def _search_overlay(cls, data: Any) -> Any:
         return apply_search_overlay(data)  # a top-level `search:` mapping goes into each searched row
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_train_overlay(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("model_train"), dict):
+            return data
+        rows = []
+        for row in data.get("models") or ():
+            extra = data["model_train"].get(row.get("name")) if isinstance(row, dict) else None
+            if isinstance(extra, dict):
+                row = {**row, "train": deep_merge(extra, row.get("train") or {})}
+            rows.append(row)
+        return {**data, "models": rows}
+
+    @field_validator("model_train")
+    @classmethod
+    def _model_train_names(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from raygenre.models.registry import model_names
+
+        unknown = sorted(set(value) - set(model_names()))
+        if unknown:
+            raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(model_names())}")
+        return value
 
     def hash(self) -> str:
         return config_hash(self.model_dump(mode="json"))

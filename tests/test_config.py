@@ -78,3 +78,17 @@ def test_configs_for_yaml_files_on_disk(tmp_path):
     (tmp_path / "exp3.yaml").write_text("models: [{name: knn\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_experiment("exp3", "quick", root=tmp_path)
+
+
+def test_model_train_trains_named_models_longer_beneath_each_rows_own_settings():
+    cfg = load_experiment("exp1", "quick")
+    epochs = {(m.name, m.variant): m.train.get("epochs") for m in cfg.models}
+    assert epochs[("cnn", "default")] == 15 and epochs[("crnn", "default")] == 15
+    assert epochs[("vgg16", "fc6")] is None and cfg.train.epochs == 1  # the other rows keep the profile's epoch
+    row = next(m for m in cfg.models if (m.name, m.variant) == ("vgg16", "finetune_all"))
+    assert row.train == {"learning_rate": 0.0001}
+    own = load_experiment("exp1", "quick", {"models": [{"name": "cnn", "train": {"epochs": 3}}]})
+    assert own.models[0].train == {"epochs": 3}  # a row's own train block wins
+    assert load_experiment("exp2", "quick").models[-1].train["epochs"] == 5
+    with pytest.raises(ConfigError, match=r"model_train: unknown model\(s\) cnnn"):
+        load_experiment("exp1", "quick", {"model_train": {"cnnn": {"epochs": 2}}})
