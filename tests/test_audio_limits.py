@@ -16,7 +16,7 @@ from raygenre.config import PrepareConfig
 from raygenre.data.audio import AudioError, AudioLimits, decode, load_bytes, shown
 from raygenre.data.features import FEATURE_COLUMNS, extract_clip, extract_features, probe_file
 from raygenre.data.gtzan import Clip, Discovery
-from raygenre.data.pipeline import _oversize
+from raygenre.data.pipeline import _unreadable
 from raygenre.inference import Predictor, clip_windows, iter_windows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,13 +77,17 @@ def test_duration_and_size_limits_are_settings(no_decoding):
     assert PrepareConfig().max_seconds == 3600 and PrepareConfig().max_file_mb == 200  # generous defaults
 
 
-def test_prepare_skips_oversize_files_from_their_size_before_ray_reads_them(tmp_path):
-    big, small = tmp_path / "blues.00000.wav", tmp_path / "blues.00001.wav"
+def test_prepare_skips_oversize_and_unreadable_files_before_ray_reads_them(tmp_path):
+    big, small, locked = (tmp_path / f"blues.0000{i}.wav" for i in range(3))
     big.write_bytes(b"\0" * 300_000)
     small.write_bytes(b"\0" * 1000)
-    found = Discovery(tmp_path, "flat", [Clip("blues.00000", "blues", big), Clip("blues.00001", "blues", small)])
-    rows = _oversize(found, PrepareConfig(max_file_mb=0.25))
-    assert list(rows) == [str(big)] and rows[str(big)]["error"] == "0.3 MB is above the 0.25 MB limit."
+    locked.write_bytes(b"\0" * 1000)
+    locked.chmod(0)
+    found = Discovery(tmp_path, "flat", [Clip(p.stem, "blues", p) for p in (big, small, locked)])
+    rows = _unreadable(found, PrepareConfig(max_file_mb=0.25))
+    assert rows[str(big)]["error"] == "0.3 MB is above the 0.25 MB limit." and str(small) not in rows
+    if os.geteuid() != 0:  # root opens a mode-000 file
+        assert rows[str(locked)]["error"] == "cannot be opened (Permission denied)."
 
 
 def test_unreadable_sources_are_one_sentence(tmp_path):

@@ -222,9 +222,9 @@ def _reusable(shard_dir: RunPath, spec: PrepareSpec, inputs: dict) -> dict | Non
 def _new_manifest(spec: PrepareSpec, found: Discovery, inputs: dict, timings: dict) -> dict:
     """Probe every file, check the configured split can be drawn over the usable clips, start the manifest."""
     t = time.perf_counter()
-    oversize = _oversize(found, spec.prepare)
-    probed = _probe([found.read_path(c) for c in found.clips if found.read_path(c) not in oversize], spec.prepare,
-                    found.read_filesystem) + list(oversize.values())
+    refused = _unreadable(found, spec.prepare)
+    probed = _probe([found.read_path(c) for c in found.clips if found.read_path(c) not in refused], spec.prepare,
+                    found.read_filesystem) + list(refused.values())
     timings["probe"] = round(time.perf_counter() - t, 3)
     bad = {clip_id_from_filename(r["path"]): r for r in probed if r["error"]}
     skipped = [{"clip_id": c.clip_id, "path": str(c.path), "reason": bad[c.clip_id]["error"], "stage": "probe"}
@@ -258,14 +258,17 @@ def _new_manifest(spec: PrepareSpec, found: Discovery, inputs: dict, timings: di
     }
 
 
-def _oversize(found: Discovery, cfg: PrepareConfig) -> dict[str, dict]:
-    """Probe rows of files above ``max_file_mb``, from their size: Ray Data would read them whole."""
+def _unreadable(found: Discovery, cfg: PrepareConfig) -> dict[str, dict]:
+    """Probe rows of files Ray Data must not read: above ``max_file_mb`` (it would read them whole)
+    or not openable (one such file would fail its read task, and the job with it)."""
     rows = {}
     for clip in found.clips:
+        reason = None
         try:
             reason = too_large(clip.path.stat().st_size, audio_limits(cfg))
-        except OSError:
-            continue  # the probe reports it
+            open(clip.path, "rb").close()
+        except OSError as exc:
+            reason = reason or f"cannot be opened ({exc.strerror or type(exc).__name__})."
         if reason:
             rows[found.read_path(clip)] = {"path": found.read_path(clip), "error": reason, "native_rate": None,
                                            "channels": None, "seconds": None}
