@@ -90,6 +90,9 @@ class SearchRecorder(tune.Callback):
         self.reports.setdefault(trial.trial_id, []).append({"step": int(result["step"]), **score})
         self.last[trial.trial_id] = result
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.reports.pop(trial.trial_id, None)  # a retried trial starts its reports again
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         from raygenre.genres import GENRES
         from raygenre.records import build_record
@@ -149,7 +152,7 @@ def choose(trials: dict[int, dict], search: SearchConfig) -> tuple[int, dict]:
     return min(full.items(), key=key)
 
 
-def _tune(cfg: ExperimentConfig, study: str, spec: dict, search: SearchConfig, done: dict[int, dict],
+def tune_search(cfg: ExperimentConfig, study: str, spec: dict, search: SearchConfig, done: dict[int, dict],
           inputs: dict, settings: dict, run_dir: RunPath) -> None:
     """One Tune run over the search trials that have no record yet."""
     from ray.tune.schedulers import ASHAScheduler
@@ -230,7 +233,7 @@ def run_search(cfg: ExperimentConfig, study: str, spec: dict, inputs: dict, sett
     print(f"[{study}] search {search_id}: {total} trials ({search.algorithm}, scheduler {search.scheduler.name}), "
           f"{len(done)} already recorded", flush=True)
     if len(done) < total:
-        _tune(cfg, study, spec, search, done, inputs, settings, run_dir)
+        tune_search(cfg, study, spec, search, done, inputs, settings, run_dir)
         done = recorded_trials(run_dir, search_id)
     if not done:
         write_record(run_dir, study, failed_record(spec, settings, "every search trial failed"))

@@ -103,6 +103,14 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
                         "state": {k: v.detach().clone() for k, v in head.state_dict().items()}}
         item["seconds"] = round(time.perf_counter() - started, 4)
         history.append(item)
+        if settings.get("progress") is not None:  # a search trial: this epoch scored on its (validation) clips
+            head.eval()
+            with torch.no_grad():
+                e_loss, e_correct, e_rows, e_preds = run_batches(head, feature_batches(*tensors["eval"], bs, None))
+            head.train()
+            settings["progress"]({"step": epoch + 1, "budget": int(train["epochs"]),
+                                  "valid_accuracy": e_correct / max(e_rows, 1), "valid_loss": e_loss / max(e_rows, 1),
+                                  "pred": torch.cat(e_preds).tolist(), "n_train": len(train_ids)})
     timings["fit_s"] = time.perf_counter() - t0
     if best is not None:
         head.load_state_dict(best["state"])
