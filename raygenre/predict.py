@@ -155,6 +155,14 @@ def local_copy(folder: RunPath) -> Path:
     return folder.download(Path(tempfile.mkdtemp(prefix="raygenre-model-")) / folder.name)
 
 
+def positive(text: str) -> float:
+    """An argparse type for limits: a number above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number above 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m raygenre.predict", description=__doc__.splitlines()[0])
     p.add_argument("inputs", nargs="+", metavar="AUDIO_OR_DIR", help="audio files and/or folders of audio files")
@@ -165,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--top", type=int, default=3, help="genres shown per file (default 3)")
     p.add_argument("--workers", type=int, help="actors for folders (default and most: one per CPU, one per file)")
-    p.add_argument("--max-mb", type=float, help=f"larger files are refused unread (default: the model's, else "
+    p.add_argument("--max-mb", type=positive, help=f"larger files are refused unread (default: the model's, else "
                                                 f"{MAX_FILE_MB:g})")
-    p.add_argument("--max-seconds", type=float, help=f"longer files are refused before decoding (default: the "
+    p.add_argument("--max-seconds", type=positive, help=f"longer files are refused before decoding (default: the "
                                                      f"model's, else {MAX_SECONDS:g})")
     return p
 
