@@ -32,6 +32,7 @@ from raygenre.data.audio import (
 from raygenre.errors import ArtifactError
 from raygenre.genres import GENRES
 from raygenre.models.artifacts import KeptModel, load_kept_model
+from raygenre.models.kept_networks import KeptNetwork
 
 
 def clip_windows(y: np.ndarray, clip_samples: int) -> list[np.ndarray]:
@@ -73,14 +74,15 @@ class Predictor:
     """A kept model plus the audio settings it was trained with; one instance per process or actor."""
 
     def __init__(self, folder: str | Path):
-        self.model: KeptModel = load_kept_model(folder)
+        self.model: KeptModel | KeptNetwork = load_kept_model(folder)
         audio = self.model.meta.get("audio") or {}
         self.sample_rate = int(audio.get("sample_rate", 22050))
         self.clip_seconds = float(audio.get("clip_seconds", 30.0))
         self.min_seconds = float(audio.get("min_seconds", 0.0))
-        if self.model.meta.get("representation") != "features":
-            raise ArtifactError(f"{folder} is a {self.model.meta.get('representation')} model; only feature models "
-                                f"can predict audio so far.")
+        self.representation = self.model.meta.get("representation")
+        if self.representation not in ("features", "mel", "waveform"):
+            raise ArtifactError(f"{folder} reads a {self.representation!r} representation, which predict does not "
+                                f"know.")
 
     def limits(self, max_file_mb: float | None = None, max_seconds: float | None = None) -> AudioLimits:
         """The header checks: the given values, else the kept model's audio settings, else the defaults."""
@@ -91,6 +93,8 @@ class Predictor:
 
     def window_probabilities(self, window: np.ndarray) -> np.ndarray:
         """Genre probabilities (10,) of one window at the model's rate."""
+        if self.representation != "features":  # a kept network turns the window into its input itself
+            return self.model.window_probabilities(window, self.sample_rate)
         from raygenre.data.features import extract_features
 
         row = extract_features(window, self.sample_rate)

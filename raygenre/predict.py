@@ -23,6 +23,7 @@ from pathlib import Path
 from raygenre.data.audio import MAX_FILE_MB, MAX_SECONDS, AudioLimits, shown
 from raygenre.errors import ArtifactError, RaygenreError, one_line
 from raygenre.models.artifacts import artifact_folder
+from raygenre.ray_session import ADDRESS_HELP
 from raygenre.records import latest_by_trial, read_records_checked
 from raygenre.stats import wilson_interval
 from raygenre.storage import RunPath
@@ -89,10 +90,8 @@ def audio_files(targets: list[str]) -> tuple[list[Path], list[Path], list[dict]]
     return direct, found, errors
 
 
-def predict_here(folder: Path, files: list[Path], limits: AudioLimits) -> list[dict]:
-    from raygenre.inference import Predictor
-
-    predictor = Predictor(folder)
+def predict_here(predictor, files: list[Path], limits: AudioLimits) -> list[dict]:
+    """Files given one by one are predicted in this process, with the model already loaded."""
     return [predictor.predict(p, shown(p), limits) for p in files]
 
 
@@ -101,7 +100,8 @@ def node_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def predict_on_ray(folder: Path, files: list[Path], workers: int | None, limits: AudioLimits) -> list[dict]:
+def predict_on_ray(folder: Path, files: list[Path], workers: int | None, limits: AudioLimits,
+                   address: str | None = None) -> list[dict]:
     """Every file through Ray Data: paths -> an actor pool that loads the kept model once per actor and
     reads each file itself; at most one actor per CPU, and no worker or raylet lines on this console."""
     import ray
@@ -109,7 +109,7 @@ def predict_on_ray(folder: Path, files: list[Path], workers: int | None, limits:
     from raygenre.inference import PredictWorker
     from raygenre.ray_session import ray_session
 
-    with ray_session(num_cpus=min(node_cpus(), len(files)), log_to_driver=False):
+    with ray_session(num_cpus=min(node_cpus(), len(files)), log_to_driver=False, address=address):
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         n = max(1, min(workers or cpus, cpus, len(files)))
         ds = ray.data.from_items([{"index": i, "path": os.fsencode(f)} for i, f in enumerate(files)])
@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 f"{MAX_FILE_MB:g})")
     p.add_argument("--max-seconds", type=positive, help=f"longer files are refused before decoding (default: the "
                                                      f"model's, else {MAX_SECONDS:g})")
+    p.add_argument("--address", help=ADDRESS_HELP)
     return p
 
 
@@ -191,10 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                   "count), not of the music; prefer a content57 model for audio from elsewhere.", file=sys.stderr)
         from raygenre.inference import Predictor
 
-        limits = Predictor(folder).limits(args.max_mb, args.max_seconds)  # an unusable model fails here, once
+        predictor = Predictor(folder)  # an unusable kept model fails here, once, in one sentence
+        limits = predictor.limits(args.max_mb, args.max_seconds)
         direct, found, results = audio_files(args.inputs)
-        results += predict_here(folder, direct, limits) if direct else []
-        results += predict_on_ray(folder, found, args.workers, limits) if found else []
+        results += predict_here(predictor, direct, limits) if direct else []
+        results += predict_on_ray(folder, found, args.workers, limits, args.address) if found else []
     except RaygenreError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
