@@ -87,6 +87,14 @@ def test_search_records_every_trial_on_validation_clips_refits_the_best_and_resu
     assert {k.split(".", 1)[1]: v for k, v in chosen["search"]["config"].items()}.items() <= \
         refit["config"]["params"].items()
     assert refit["search"]["id"] == refit["trial_key"] and refit["search"]["trials"] == 4
+    # The report: a Searches section with the refit's interval and the paired test against the plain row.
+    from raygenre.report import write_report
+
+    text = write_report(tmp_path / "s", tmp_path / "report").read_text()
+    section = text.split("## Searches", 1)[1].split("\n## ", 1)[0]
+    assert "Trials run / stopped early | 4 / " in section and "Appendix C" in section
+    assert "| knn |" in section and "fig-search-" in section
+    assert "searched" not in text.split("## Searches", 1)[0]   # searched rows stay out of the study's tables
 
     # Resume: as if the driver died after two trials had finished (records are what a kill leaves behind).
     path = tmp_path / "s" / "records" / f"{refit['study']}.jsonl"
@@ -135,3 +143,24 @@ def test_asha_stops_a_cnn_trial_early_and_its_record_says_when(ray_session, tmp_
         assert ended["unit"] == "epoch" and 1 <= ended["step"] < ended["budget"] == 4
         assert [rep["step"] for rep in rec["search"]["reports"]] == list(range(1, ended["step"] + 1))
     assert refits[0]["test"]["set"] == "test" and refits[0]["history"][-1]["epoch"] == 4
+
+
+def test_the_reports_appendix_c_is_the_models():
+    from raygenre.models.tabular import TUNED_XGBOOST_PARAMS
+    from raygenre.report.searches import APPENDIX_C
+
+    assert APPENDIX_C == TUNED_XGBOOST_PARAMS
+
+
+def test_random_search_samples_are_fixed_by_the_seed_and_cover_the_grid():
+    from raygenre.search_config import SearchConfig
+    from raygenre.train.search_space import planned_count, sample_configs
+
+    search = SearchConfig.model_validate({
+        "space": {"params.max_depth": {"grid": [3, 6]}, "params.n_estimators": {"quniform": [50, 300, 50]},
+                  "train.optimizer": {"choice": ["adam", "sgd"]}},
+        "num_samples": 3, "algorithm": "random", "seed": 7})
+    configs = sample_configs(search)
+    assert len(configs) == planned_count(search) == 6 and configs == sample_configs(search)
+    assert [c["params.max_depth"] for c in configs] == [3, 6] * 3
+    assert all(isinstance(c["params.n_estimators"], int) and c["params.n_estimators"] % 50 == 0 for c in configs)
