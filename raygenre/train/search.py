@@ -134,6 +134,18 @@ class SearchRecorder(tune.Callback):
               f"({record['search']['ended']['reason']} at {unit} {step}/{budget})", flush=True)
 
 
+def state_api_available() -> bool:
+    """Whether Ray's state API answers (it needs the dashboard). Ray Train V2 releases the workers of a trial
+    that Tune stops through it (its PlacementGroupCleaner); without it, their CPUs/GPUs stay reserved."""
+    from ray.util.state import list_actors
+
+    try:
+        list_actors(limit=1, timeout=10, raise_on_missing_output=False)
+        return True
+    except Exception:  # ServerUnavailable and friends: no dashboard
+        return False
+
+
 def choose(trials: dict[int, dict], search: SearchConfig) -> tuple[int, dict]:
     """(index, record) of the configuration to refit (:data:`CHOICE_RULE`)."""
     scored = {i: r for i, r in trials.items() if r["search"]["score"] is not None}
@@ -158,10 +170,15 @@ def tune_search(cfg: ExperimentConfig, study: str, spec: dict, search: SearchCon
     from ray.tune.schedulers import ASHAScheduler
 
     from raygenre.train.search_progress import search_trial
-    from raygenre.train.tune_runner import max_concurrent, resources_for
+    from raygenre.train.tune_runner import drives_trainer, max_concurrent, resources_for
 
     base = trial_base(spec)
     total = planned_count(search)
+    if search.scheduler.name == "asha" and drives_trainer(spec) and not state_api_available():
+        raise ConfigError(f"{spec['model']} trains in Ray Train workers (train.workers: "
+                          f"{spec['train']['workers']}) and ASHA would stop them, but this Ray has no dashboard, "
+                          "whose state API Ray Train needs to release a stopped trial's workers: set "
+                          "train.workers: 0, scheduler none, or run on a cluster with a dashboard (--address).")
     resources = resources_for(cfg, [spec])({"trial": spec})
     trainable = tune.with_resources(
         tune.with_parameters(search_trial, base=base, inputs=inputs, settings=settings), resources)
