@@ -1,17 +1,22 @@
-"""Frozen-backbone embeddings of the waveform shards, computed once with Ray Data and cached beside them.
+"""Frozen-encoder embeddings of the waveform shards, computed once with Ray Data and cached beside them.
 
-Wav2Vec2's ``frozen`` and ``layer_probe`` rows train only a small head on what a frozen backbone
-computes, so the backbone runs once per clip (per backbone and input settings), not once per epoch and
-trial. The pass is a Ray Data job run by the driver before the study's trials start (as prepare is):
-``read_parquet`` over ``<shards>/waveform`` -> ``map_batches`` with a pool of actors that each load the
-backbone once (GPU actors when the cluster has GPUs) -> Parquet in
-``<shards>/embeddings/<key>/``. Each row holds every layer's mean-pooled hidden state, float32,
-shape ``(L+1, H)`` (``(W, L+1, H)`` with chunking), so one cache serves both variants: ``frozen`` reads
-the last layer, ``layer_probe`` learns a weighting of all of them.
+Rows that train only a head on what a frozen encoder computes (the registry's ``cached_variants``:
+Wav2Vec2 ``frozen``/``layer_probe``, every encoder's ``linear``/``mlp`` probes) need the encoder to run
+once per clip, not once per epoch and trial. The pass runs on the driver before the trials start (as
+prepare does): the waveform rows -> ``map_batches`` with a pool of actors that each build the encoder
+once (GPU actors with bf16 autocast when the cluster has GPUs) -> Parquet in ``<shards>/embeddings/<key>/``.
+Which encoder, its sample rate, windows, pooling and layers come from the registry
+(:class:`~raygenre.models.registry.EncoderEntry`); nothing here names a model.
 
-The key hashes what the numbers depend on: backbone and weights, chunking, the shard set's data hash
-and the representation. A finished cache has ``manifest.json``, written last; a folder without one
-(a run killed mid-pass) is deleted and computed again. The cache may be in object storage.
+Audio reaches each encoder at its own rate: the workers resample the shard's int16 clips with soxr
+(:func:`raygenre.data.audio.resample`, librosa's resampler) a batch of ``EMBED_BATCH`` clips at a time,
+so 30 s at 48 kHz costs ~6 MB per clip in float32. Each row holds the encoder's per-layer pooled states,
+float32 ``(layers, hidden)`` (``(W, layers, hidden)`` when the encoder keeps windows).
+
+The key hashes what the numbers depend on: encoder name, weights id and revision (hub snapshot commit or
+a local folder's content hash), sample rate, windowing, pooling, layers, the shard set's data hash and
+the representation. A finished cache has ``manifest.json``, written last; a folder without one (a run
+killed mid-pass) is deleted and computed again. The cache may be in object storage.
 """
 
 from __future__ import annotations
@@ -24,89 +29,121 @@ from typing import Any
 import numpy as np
 
 from raygenre.config import config_hash
+from raygenre.models.registry import PROBE_ONLY_PARAMS, cached_embedding_of, get_encoder, resolve_builder
 from raygenre.storage import RunPath
 
-CACHED_VARIANTS = ("frozen", "layer_probe")
 MANIFEST = "manifest.json"
 EMBED_BATCH = 8  # clips per actor call: 8 x 30 s of base Wav2Vec2 is ~1 GB of activations in fp32
+INT16_SCALE = 32767.0
+DEFAULT_SHARD_RATE = 16_000
+
+
+def is_cached(spec: dict) -> bool:
+    """Whether ``spec`` trains a head on cached embeddings (the spec says so, else the registry)."""
+    if "embedding" in spec:
+        return spec["embedding"] is not None
+    return spec.get("family") == "waveform" and cached_embedding_of(spec) is not None
+
+
+def encoder_of(spec: dict) -> str:
+    return (spec.get("embedding") or cached_embedding_of(spec) or {})["encoder"]
+
+
+def encoder_params(spec: dict) -> dict[str, Any]:
+    """The row's params that reach the encoder (the probe head's own are left out)."""
+    return {k: v for k, v in (spec.get("params") or {}).items() if k not in PROBE_ONLY_PARAMS}
 
 
 def embedding_settings(spec: dict) -> dict[str, Any]:
-    """What a trial's cached embeddings depend on (besides the shard set)."""
-    params = spec.get("params") or {}
-    weights = spec.get("weights") or {}
-    return {"backbone": params.get("backbone"), "chunk_seconds": params.get("chunk_seconds"),
-            "sample_rate": params.get("sample_rate"), "weights_source": weights.get("source"),
-            "weights_dir": weights.get("dir"), "representation": "waveform_augmented" if spec.get("augmented")
-            else "waveform", "pooling": "mean-per-layer"}
+    """What a trial's cached embeddings depend on (besides the shard set), from its encoder's entry."""
+    entry = get_encoder(encoder_of(spec))
+    settings = resolve_builder(entry.settings)(encoder_params(spec), spec.get("weights"))
+    settings["representation"] = "waveform_augmented" if spec.get("augmented") else "waveform"
+    return settings
 
 
 def embedding_key(spec: dict, data_hash: str) -> str:
-    return config_hash({**embedding_settings(spec), "data_hash": data_hash}, 12)
+    settings = {k: v for k, v in embedding_settings(spec).items() if k != "weights"}
+    return config_hash({**settings, "data_hash": data_hash}, 12)
 
 
 class EmbeddingWorker:
-    """A Ray Data actor: loads the frozen backbone once, then embeds batches of int16 waveform rows."""
+    """A Ray Data actor: builds the frozen encoder once, then embeds batches of int16 waveform rows."""
 
-    def __init__(self, spec: dict) -> None:
+    def __init__(self, builder: Any, params: dict, weights: dict | None, shard_rate: int) -> None:
         import torch
-
-        from raygenre.models.waveform import build_embedder
 
         self.torch = torch
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
             torch.set_num_threads(1)  # one actor per CPU
-        self.model = build_embedder(spec.get("params"), spec.get("weights")).to(self.device)
+        self.model = resolve_builder(builder)(params, weights).to(self.device)
+        self.shard_rate = int(shard_rate)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
-        wave = np.stack([np.frombuffer(b, dtype=np.int16) for b in batch["waveform"]])
-        x = self.model.model_input({"wave": torch.from_numpy(wave).to(self.device)})
+        wave = torch.from_numpy(np.stack([np.frombuffer(b, dtype=np.int16) for b in batch["waveform"]])).float()
+        wave = wave / INT16_SCALE
+        rate = self.model.sample_rate
+        if rate != self.shard_rate:
+            from raygenre.data.audio import resample
+
+            wave = torch.from_numpy(np.stack([resample(w, self.shard_rate, rate) for w in wave.numpy()]))
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                              enabled=self.device.type == "cuda"):
-            feats = self.model.embed(x).float().cpu().numpy()
+            feats = self.model.embed(wave.to(self.device)).float().cpu().numpy()
         out = {k: batch[k] for k in batch if k != "waveform"}
         out["embedding"] = np.array([f.tobytes() for f in feats], dtype=object)
         out["shape"] = np.array([json.dumps(list(f.shape)) for f in feats], dtype=object)
         return out
 
 
-def _embed(spec: dict, shard_dir: RunPath, representation: str, target: RunPath, id_column: str) -> int:
-    """Run the Ray Data pass into ``target``; returns the number of rows written."""
+def shard_rate(shard_dir: RunPath) -> int:
+    """The waveform shards' sample rate (their manifest's payload; 16 kHz for a set without one)."""
+    path = shard_dir / "manifest.json"
+    if not path.is_file():
+        return DEFAULT_SHARD_RATE
+    reps = path.read_json().get("representations") or {}
+    return int(((reps.get("waveform") or {}).get("payload") or {}).get("sample_rate", DEFAULT_SHARD_RATE))
+
+
+def _embed(spec: dict, shard_dir: RunPath, representation: str, target: RunPath, id_column: str) -> tuple[int, dict]:
+    """Run the Ray Data pass into ``target``; returns the rows written and the encoder's facts."""
     import ray
     import ray.data
 
+    from raygenre.data.shards import load_table
+
+    entry = get_encoder(encoder_of(spec))
+    params = encoder_params(spec)
     gpus = ray.cluster_resources().get("GPU", 0)
     cpus = int(ray.available_resources().get("CPU", 1)) or 1
     actors = max(1, int(gpus)) if gpus >= 1 else max(1, min(cpus, 4))
     # The rows are read here with pyarrow and handed over as in-process blocks (``from_items``): a
     # ``read_parquet`` lists files in a task that needs a free CPU, and the actor pool may hold every CPU
     # (the same reason the write asks for none).
-    from raygenre.data.shards import load_table
-
     table = load_table(shard_dir, representation, columns=[id_column, "label", "waveform"]
                        + (["clip_id"] if id_column != "clip_id" else []))
     ds = ray.data.from_items(table.to_pylist(), override_num_blocks=max(1, -(-table.num_rows // (4 * EMBED_BATCH))))
-    ds = ds.map_batches(EmbeddingWorker, fn_constructor_args=(spec,), batch_size=EMBED_BATCH,
-                        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+    ds = ds.map_batches(EmbeddingWorker, fn_constructor_args=(entry.builder, params, spec.get("weights"),
+                                                              shard_rate(shard_dir)),
+                        batch_size=EMBED_BATCH, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
                         **({"num_gpus": 1} if gpus >= 1 else {"num_cpus": 1}))
     ds.write_parquet(target.path, filesystem=target.fs, concurrency=actors, ray_remote_args={"num_cpus": 0})
-    return load_table(target.parent, target.name, columns=[id_column]).num_rows
+    rows = load_table(target.parent, target.name, columns=[id_column]).num_rows
+    return rows, encoder_facts(spec)
 
 
-def _backbone_facts(spec: dict) -> dict[str, Any]:
-    """Where the backbone came from (the records' ``weights``) and its parameter count."""
-    from raygenre.models.wav2vec2_weights import DEFAULT_BACKBONE, backbone_param_count, check_backbone
-
-    weights = spec.get("weights") or {}
-    args = (weights.get("source", "pretrained"), (spec.get("params") or {}).get("backbone", DEFAULT_BACKBONE),
-            weights.get("dir"), weights.get("offline"))
-    return {"weights": check_backbone(*args), "backbone_params": backbone_param_count(*args)}
+def encoder_facts(spec: dict) -> dict[str, Any]:
+    """Where the encoder came from (the records' ``weights``), its revision and parameter count (built here,
+    on the meta device where the builder allows, else on the CPU: tiny and base configs are cheap to count)."""
+    entry = get_encoder(encoder_of(spec))
+    model = resolve_builder(entry.builder)(encoder_params(spec), spec.get("weights"))
+    return dict(model.facts)
 
 
 def ensure_embeddings(shard_dir: str | Path | RunPath, trials: list[dict], data_hash: str) -> dict[str, str]:
-    """The cache folder of every cached-head waveform trial's embeddings, computing the missing ones.
+    """The cache folder of every cached-head trial's embeddings, computing the missing ones.
 
     Returns ``{key: folder}``; prints one line per cache (hit, or computed with its time). The
     manifest is written last, so a folder without one (a run killed mid-write) is recomputed.
@@ -114,7 +151,7 @@ def ensure_embeddings(shard_dir: str | Path | RunPath, trials: list[dict], data_
     shard_dir = RunPath.of(shard_dir)
     wanted: dict[str, dict] = {}
     for spec in trials:
-        if spec["family"] == "waveform" and spec["variant"] in CACHED_VARIANTS:
+        if is_cached(spec):
             wanted.setdefault(embedding_key(spec, data_hash), spec)
     out: dict[str, str] = {}
     for key, spec in wanted.items():
@@ -127,19 +164,19 @@ def ensure_embeddings(shard_dir: str | Path | RunPath, trials: list[dict], data_
         representation = settings["representation"]
         id_column = "parent_id" if representation.endswith("_augmented") else "clip_id"
         folder.delete()
-        print(f"[embed] computing {representation} embeddings ({settings['backbone'] or 'default backbone'}, "
+        print(f"[embed] computing {representation} embeddings of {settings['encoder']} ({settings['id']}, "
               f"{settings['weights_source']} weights) on Ray Data", flush=True)
         started = time.perf_counter()
-        rows = _embed(spec, shard_dir, representation, folder, id_column)
+        rows, facts = _embed(spec, shard_dir, representation, folder, id_column)
         seconds = time.perf_counter() - started
         (folder / MANIFEST).write_json({"key": key, "settings": settings, "data_hash": data_hash, "rows": rows,
-                                        "seconds": round(seconds, 2), **_backbone_facts(spec)})
+                                        "seconds": round(seconds, 2), **facts})
         print(f"[embed] wrote {rows} rows to {folder} in {seconds:.1f} s", flush=True)
     return out
 
 
 def read_cache_manifest(folder: str | Path | RunPath) -> dict[str, Any]:
-    """A finished cache's manifest: settings, rows, time, the backbone's description and parameter count."""
+    """A finished cache's manifest: settings, rows, time, the encoder's description, revision and size."""
     return (RunPath.of(folder) / MANIFEST).read_json()
 
 

@@ -9,8 +9,10 @@ all        every tensor of the net (CNN, CRNN, nets trained whole, Wav2Vec2 ``pr
 trained    the tensors outside a frozen trunk (AlexNet/VGG16 ``fc6``/``fc7``/``fc8``); the trunk is
            rebuilt from its weights, which ``model.json`` names by file and sha256 (or ``random`` plus
            the seed), and predict refuses a trunk file with another digest
-head       the head of a cached-embedding row (Wav2Vec2 ``frozen``/``layer_probe``); the frozen backbone
-           is named the same way and embeds each window as the embedding cache did
+head       the head of a cached-embedding row (Wav2Vec2 ``frozen``/``layer_probe``, every encoder's
+           ``linear``/``mlp`` probe); model.json names the encoder (id, revision, windows, layers) and its
+           weights file by sha256, and predict rebuilds it from the registry and embeds each window as the
+           embedding stage did (resampled to the encoder's rate)
 =========  ======================================================================================
 
 A window of audio becomes the model's input through the functions prepare uses (``mel_image``,
@@ -41,14 +43,13 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def trunk_file(build: dict, weights: dict) -> str | None:
-    """The file a frozen trunk or backbone loads from (None for a random init); WeightsError if missing."""
+def trunk_file(build: dict, weights: dict, network: dict | None = None) -> str | None:
+    """The file a frozen trunk or encoder loads from (None for a random init); WeightsError if missing."""
     source = weights.get("source") or "random"
     if build["family"] == "waveform":
-        from raygenre.models.wav2vec2_weights import DEFAULT_BACKBONE, weights_file
+        from raygenre.models.encoders import weights_file
 
-        return weights_file(source, (build.get("params") or {}).get("backbone", DEFAULT_BACKBONE),
-                            weights.get("dir"), weights.get("offline"))
+        return weights_file(build, {**weights, "source": source}, network)
     if source == "random":
         return None
     from raygenre.models import imagenet
@@ -57,9 +58,9 @@ def trunk_file(build: dict, weights: dict) -> str | None:
         else imagenet.check_path(source)
 
 
-def trunk_identity(build: dict, weights: dict) -> dict[str, Any]:
+def trunk_identity(build: dict, weights: dict, network: dict | None = None) -> dict[str, Any]:
     """How ``model.json`` names the frozen part's weights: a file and its sha256, or ``random``."""
-    path = trunk_file(build, weights)
+    path = trunk_file(build, weights, network)
     if path is None:
         return {"file": "random", "sha256": None}
     return {"file": os.path.basename(path), "sha256": file_sha256(path)}
@@ -78,10 +79,11 @@ def save_network(folder: Path, fitted: dict, meta: dict) -> Path:
                                         "dir": fitted.get("weights_dir")}
     weights = {k: weights.get(k) for k in ("source", "dir", "offline")}
     contains = "head" if head else fitted.get("contains", "all")
-    network = {"build": fitted["build"], "seed": int(fitted["seed"]), "contains": contains, "weights": weights,
-               "trunk": None if contains == "all" else trunk_identity(fitted["build"], weights)}
-    if head:
-        network.update(feature_shape=[int(d) for d in fitted["feature_shape"]], windows=bool(fitted["windows"]))
+    network = {"build": fitted["build"], "seed": int(fitted["seed"]), "contains": contains, "weights": weights}
+    if head:  # the encoder (id, revision, windows, layers) the head's embeddings came from
+        network.update(feature_shape=[int(d) for d in fitted["feature_shape"]], windows=bool(fitted["windows"]),
+                       embedding=fitted.get("embedding") or {})
+    network["trunk"] = None if contains == "all" else trunk_identity(fitted["build"], weights, network)
     write_json(folder / META, {**meta, "format": ARTIFACT_FORMAT, "labels": list(GENRES), "kind": "network",
                                "file": NETWORK_FILE, "network": network})
     return folder
@@ -90,7 +92,7 @@ def save_network(folder: Path, fitted: dict, meta: dict) -> Path:
 def _check_trunk(folder: Path, network: dict) -> None:
     """Refuse to rebuild a frozen part from weights other than those the model was trained on."""
     kept = network.get("trunk") or {}
-    now = trunk_identity(network["build"], network["weights"])
+    now = trunk_identity(network["build"], network["weights"], network)
     if kept.get("sha256") != now["sha256"]:
         raise ArtifactError(f"{folder} was trained on the frozen weights {kept.get('file')} (sha256 "
                             f"{str(kept.get('sha256'))[:12]}), but this machine's are {now['file']} (sha256 "
@@ -116,11 +118,14 @@ class KeptNetwork:
         build, contains = dict(network["build"]), network["contains"]
         if contains != "all":
             _check_trunk(folder, network)
-        if contains == "head":
-            from raygenre.models.waveform import build_embedder, cached_feature_head
+        if contains == "head":  # the encoder embeds each window as the embedding stage did, then the head
+            from raygenre.models.encoders import build_for_predict
+            from raygenre.models.registry import PROBE_HEADS, resolve_builder
 
-            self.embedder = build_embedder(build.get("params"), network["weights"])
-            self.net = cached_feature_head(build["variant"], tuple(network["feature_shape"]), network["windows"])
+            self.embedder = build_for_predict(build, network["weights"], network)
+            head_builder = (network.get("embedding") or {}).get("head_builder") or PROBE_HEADS
+            self.net = resolve_builder(head_builder)(build["variant"], tuple(network["feature_shape"]),
+                                                     network["windows"], build.get("params"))
             self.net.load_state_dict(state)
         else:
             weights = {"source": "random"} if contains == "all" else network["weights"]
@@ -147,15 +152,23 @@ class KeptNetwork:
         wave = to_int16(fit_length(resample(window, sample_rate, rate), int(round(clip_seconds * rate))))
         return {"wave": torch.from_numpy(wave)[None]}
 
+    def _encoder_input(self, wave):
+        """int16 clip at the shards' rate -> float at the encoder's rate, as the embedding workers make it."""
+        from raygenre.data.audio import resample
+
+        torch = self.torch
+        x = wave.float() / 32767.0
+        rate, encoder_rate = int(self.audio.get("waveform_rate", 16000)), self.embedder.sample_rate
+        if rate != encoder_rate:
+            x = torch.from_numpy(np.stack([resample(w, rate, encoder_rate) for w in x.numpy()]))
+        return x
+
     def window_probabilities(self, window: np.ndarray, sample_rate: int) -> np.ndarray:
         torch = self.torch
         batch = self._model_input(window, sample_rate)
         with torch.no_grad():
             if self.embedder is not None:
-                features = self.embedder.embed(self.embedder.model_input(batch)).float()
-                if self.network["build"]["variant"] == "frozen":
-                    features = features[..., -1, :]
-                logits = self.net(features)
+                logits = self.net(self.embedder.embed(self._encoder_input(batch["wave"])).float())
             else:
                 logits = self.net(self.net.model_input(batch))
         return torch.softmax(logits.float(), dim=1)[0].numpy().astype(np.float64)

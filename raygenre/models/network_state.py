@@ -22,10 +22,10 @@ def build_model(model_cfg: dict[str, Any], weights_cfg: dict[str, Any] | None, s
     """
     weights = weights_cfg or {}
     torch.manual_seed(seed)
-    if model_cfg.get("family") == "waveform":
-        from raygenre.models.waveform import build_from_config
+    if model_cfg.get("family") == "waveform":  # the registry's builder, as the spec names it
+        from raygenre.models.registry import get_model, resolve_builder
 
-        return build_from_config(model_cfg, weights)
+        return resolve_builder(model_cfg.get("builder") or get_model(model_cfg["name"]).builder)(model_cfg, weights)
     return build_spectrogram_model(model_cfg["name"], model_cfg["variant"], params=model_cfg.get("params") or {},
                                    weights=weights.get("source", "random"), weights_dir=weights.get("dir"))
 

@@ -12,8 +12,13 @@ family          representation    runner
 ==============  ================  =====================================================================
 ``tabular``     ``features``      one Tune function trial: fit a scikit-learn style classifier on rows
 ``spectrogram`` ``mel``           a Tune trial that drives a Ray Train ``TorchTrainer`` (deep models)
-``waveform``    ``waveform``      Wav2Vec2: embedding cache + head trial, or end-to-end ``TorchTrainer``
+``waveform``    ``waveform``      a frozen encoder's embedding cache + head trial, or end-to-end ``TorchTrainer``
 ==============  ================  =====================================================================
+
+Frozen audio encoders (Wav2Vec2, AST, MERT, CLAP) are :class:`EncoderEntry` rows of :data:`ENCODERS`:
+builder, sample rate, windowing, pooling and layers. The embedding stage (``raygenre.data.embeddings``)
+asks this table, never a model module by name. :func:`register_encoder` also registers the encoder's
+probe model (variants ``linear`` and ``mlp``), so adding an encoder is one call plus its module.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ from typing import Any, Literal
 Family = Literal["tabular", "spectrogram", "waveform"]
 Representation = Literal["features", "mel", "waveform"]
 FAMILY_REPRESENTATION: dict[str, str] = {"tabular": "features", "spectrogram": "mel", "waveform": "waveform"}
+
+
+PROBE_HEADS = "raygenre.models.probes:cached_head"
+PROBE_VARIANTS = ("linear", "mlp")
+PROBE_ONLY_PARAMS = ("layer", "hidden", "dropout")  # a probe head's params: not the encoder's, not in the cache key
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,9 @@ class ModelEntry:
     pretrained: bool = False  # reads the config's ``weights:`` block
     preflight: str | None = None  # "module:function(name, source, dir) -> str": weights checked on the driver
     description: str = ""
+    encoder: str | None = None  # an ENCODERS name: these variants train a head on its cached embeddings
+    cached_variants: tuple[str, ...] = ()
+    head_builder: str = PROBE_HEADS  # "module:function(variant, feature_shape, windows, params) -> nn.Module"
 
     @property
     def representation(self) -> str:
@@ -80,7 +93,9 @@ def unregister(name: str) -> None:
     MODELS.pop(name, None)
 
 
-def resolve_builder(path: str) -> Callable[..., Any]:
+def resolve_builder(path: str | Callable[..., Any]) -> Callable[..., Any]:
+    if callable(path):
+        return path
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -137,7 +152,91 @@ for _name, _variants, _pretrained, _text in (
                         pretrained=_pretrained, preflight=_WEIGHTS_CHECK if _pretrained else None,
                         description=_text))
 
-register(ModelEntry("wav2vec2", "waveform", ("frozen", "progressive", "layer_probe"),
-                    "raygenre.models.waveform:build_from_config", neural=True, gpus="auto", pretrained=True,
-                    preflight="raygenre.models.waveform:preflight",
-                    description="Wav2Vec2 (facebook/wav2vec2-base) with the study's heads; layer_probe beyond it"))
+
+
+# --- frozen audio encoders (experiment 5, and Wav2Vec2's cached rows of experiment 3) -----------
+
+@dataclass(frozen=True)
+class EncoderEntry:
+    """A frozen encoder the embedding stage can run.
+
+    ``builder(params, weights) -> encoder`` returns an object with ``sample_rate``, ``embed(wave)`` (float
+    (B, T) at ``sample_rate`` -> (B, [W,] layers, hidden)) and ``facts`` (weights, revision, parameters);
+    ``settings(params, weights) -> dict`` says, without loading weights, what its embeddings depend on
+    (id, revision, windowing, pooling, layers): the cache key. ``window_seconds: None`` is the whole clip.
+    """
+
+    name: str
+    builder: str | Callable[..., Any]
+    settings: str | Callable[..., Any]
+    default_id: str
+    sample_rate: int
+    window_seconds: float | None
+    hop_seconds: float | None
+    pooling: str
+    layers: str
+    description: str = ""
+
+
+ENCODERS: dict[str, EncoderEntry] = {}
+
+
+def register_encoder(entry: EncoderEntry, model: ModelEntry | None = None) -> EncoderEntry:
+    """Add an encoder, and its probe model (``linear``/``mlp`` heads on its cached embeddings) unless
+    ``model`` is given (Wav2Vec2 keeps the study's variants beside the probes)."""
+    if entry.name in ENCODERS:
+        raise ValueError(f"encoder '{entry.name}' is registered twice.")
+    register(model or ModelEntry(entry.name, "waveform", PROBE_VARIANTS, PROBE_HEADS, neural=True, gpus="auto",
+                                 pretrained=True, preflight="raygenre.models.encoders:preflight",
+                                 description=entry.description, encoder=entry.name, cached_variants=PROBE_VARIANTS))
+    ENCODERS[entry.name] = entry
+    return entry
+
+
+def unregister_encoder(name: str) -> None:
+    ENCODERS.pop(name, None)
+    unregister(name)
+
+
+def get_encoder(name: str) -> EncoderEntry:
+    from raygenre.errors import ConfigError
+
+    if name not in ENCODERS:
+        raise ConfigError(f"unknown encoder '{name}': choose one of {', '.join(sorted(ENCODERS))}.")
+    return ENCODERS[name]
+
+
+def cached_embedding_of(spec: dict) -> dict | None:
+    """``{"encoder", "head_builder"}`` when ``spec``'s variant trains a head on cached embeddings, else None."""
+    entry = get_model(spec["model"])
+    if entry.encoder is None or spec.get("variant") not in entry.cached_variants:
+        return None
+    return {"encoder": entry.encoder, "head_builder": entry.head_builder}
+
+
+_ENC = "raygenre.models.encoders"
+register_encoder(
+    EncoderEntry("wav2vec2", f"{_ENC}.wav2vec2:build", f"{_ENC}.wav2vec2:settings", "facebook/wav2vec2-base",
+                 16_000, None, None, "mean over frames per layer (per window with chunk_seconds)", "all",
+                 "Wav2Vec2 base (speech), the study's backbone"),
+    ModelEntry("wav2vec2", "waveform", ("frozen", "progressive", "layer_probe", *PROBE_VARIANTS),
+               "raygenre.models.waveform:build_from_config", neural=True, gpus="auto", pretrained=True,
+               preflight="raygenre.models.waveform:preflight", encoder="wav2vec2",
+               cached_variants=("frozen", "layer_probe", *PROBE_VARIANTS),
+               description="Wav2Vec2 (facebook/wav2vec2-base), the study's heads; layer_probe and probes beyond it"))
+register_encoder(EncoderEntry(
+    "ast", f"{_ENC}.ast:build", f"{_ENC}.ast:settings", "MIT/ast-finetuned-audioset-10-10-0.4593", 16_000,
+    10.24, 10.24, "mean over tokens per layer, mean over windows", "all",
+    "Audio Spectrogram Transformer (AudioSet), ASTModel"))
+register_encoder(EncoderEntry(
+    "mert", f"{_ENC}.mert:build", f"{_ENC}.mert:settings", "m-a-p/MERT-v1-95M", 24_000, 5.0, 5.0,
+    "mean over frames per layer, mean over windows", "all",
+    "MERT-v1-95M (music), HubertModel with the published config"))
+register_encoder(EncoderEntry(
+    "clap", f"{_ENC}.clap:build", f"{_ENC}.clap:settings", "laion/larger_clap_music", 48_000, 10.0, 10.0,
+    "projected audio embedding per window, mean over windows", "projection",
+    "LAION-CLAP audio tower, ClapAudioModelWithProjection"))
+register_encoder(EncoderEntry(
+    "clap_unfused", f"{_ENC}.clap:build_unfused", f"{_ENC}.clap:settings_unfused", "laion/clap-htsat-unfused",
+    48_000, 10.0, 10.0, "projected audio embedding per window, mean over windows", "projection",
+    "LAION-CLAP HTSAT unfused audio tower, ClapAudioModelWithProjection"))

@@ -1,4 +1,7 @@
-"""Where a Wav2Vec2 backbone comes from: a Hugging Face id (cache or download), a local folder, or random init.
+"""Where a pretrained audio encoder comes from: a Hugging Face id (cache or download), a local folder, or random init.
+
+Written for Wav2Vec2 and shared by every encoder (:class:`HubModel` names the encoder and its default id;
+AST, MERT and CLAP plan their weights through :func:`plan_weights`), so each one fails the same way.
 
 Offline and missing, the failure is one sentence naming the model id, the cache folder looked in and the
 config key for a local path, and it comes at once: the hub is probed with a 3 s TCP connect instead of
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -37,6 +41,16 @@ TINY_CONFIG: dict[str, object] = dict(
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
 _OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """An encoder as the weights planner sees it: its name in sentences and its default hub id."""
+    label: str
+    default_id: str
+
+
+WAV2VEC2 = HubModel("Wav2Vec2", DEFAULT_BACKBONE)
 _PROBE_TIMEOUT_S = 3.0
 
 
@@ -77,26 +91,26 @@ def _local_weights_file(folder: Path) -> Path | None:
     return None
 
 
-def _check_local_folder(folder: Path, *, need_weights: bool) -> None:
+def _check_local_folder(folder: Path, *, need_weights: bool, label: str = "Wav2Vec2") -> None:
     if not folder.is_dir():
-        raise WeightsError(f"Wav2Vec2 weights folder {folder} does not exist; set weights.source to a folder "
+        raise WeightsError(f"{label} weights folder {folder} does not exist; set weights.source to a folder "
                            "written by save_pretrained (config.json and model.safetensors).")
     if not (folder / "config.json").is_file():
-        raise WeightsError(f"Wav2Vec2 weights folder {folder} has no config.json; set weights.source to a folder "
+        raise WeightsError(f"{label} weights folder {folder} has no config.json; set weights.source to a folder "
                            "written by save_pretrained.")
     if need_weights and _local_weights_file(folder) is None:
-        raise WeightsError(f"Wav2Vec2 weights folder {folder} has config.json but no model.safetensors or "
+        raise WeightsError(f"{label} weights folder {folder} has config.json but no model.safetensors or "
                            "pytorch_model.bin; set weights.source to a folder written by save_pretrained.")
 
 
-def _cached_weights(model_id: str, cache_dir: str | None) -> str | None:
+def _cached_weights(model_id: str, cache_dir: str | None, label: str = "Wav2Vec2") -> str | None:
     """The cached weights file of ``model_id`` (None unless config.json and a weights file are cached)."""
     from huggingface_hub import try_to_load_from_cache
 
     try:
         config = try_to_load_from_cache(model_id, "config.json", cache_dir=cache_dir)
     except ValueError as exc:  # HFValidationError: not a repo id
-        raise WeightsError(f"Wav2Vec2 backbone '{model_id}' is neither an existing folder nor a valid Hugging "
+        raise WeightsError(f"{label} backbone '{model_id}' is neither an existing folder nor a valid Hugging "
                            "Face model id; set weights.source to a save_pretrained folder.") from exc
     if not isinstance(config, str):
         return None
@@ -134,50 +148,75 @@ def _hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
     return bool(answered)
 
 
-def _missing_sentence(model_id: str, cache_dir: str | None, reason: str) -> str:
-    return (f"Wav2Vec2 weights '{model_id}' are not in the Hugging Face cache {_hub_cache(cache_dir)} and {reason}; "
+def _missing_sentence(model_id: str, cache_dir: str | None, reason: str, label: str = "Wav2Vec2") -> str:
+    return (f"{label} weights '{model_id}' are not in the Hugging Face cache {_hub_cache(cache_dir)} and {reason}; "
             f"download them there with `hf download {model_id}` where there is network, or set weights.source "
             "to a local save_pretrained folder.")
 
 
-def _plan(weights: str, name_or_path: str, cache_dir: str | None, offline: bool | None) -> tuple[str, str, str]:
-    """``(kind, source, description)`` with kind in random-base / random-config / local / cache / download.
-
-    Raises WeightsError for anything that cannot load, without loading weights.
-    """
+def plan_weights(weights: str, name_or_path: str, cache_dir: str | None, offline: bool | None,
+                 model: HubModel = WAV2VEC2) -> tuple[str, str, str]:
+    """``(kind, source, description)`` with kind in random-base / random-tiny / random-config / local / cache /
+    download, for ``model`` (any encoder). Raises WeightsError for anything that cannot load, loading nothing."""
+    label = model.label
     if weights == "random":
         if Path(name_or_path).expanduser().is_dir():
             folder = Path(name_or_path).expanduser()
-            _check_local_folder(folder, need_weights=False)
+            _check_local_folder(folder, need_weights=False, label=label)
             return "random-config", str(folder), f"random init (untrained), config from {folder}"
-        if name_or_path == DEFAULT_BACKBONE:
-            return "random-base", name_or_path, "random init (untrained), Wav2Vec2 base config"
+        if name_or_path == model.default_id:
+            return "random-base", name_or_path, f"random init (untrained), {label} base config"
         if name_or_path == TINY_BACKBONE:
-            return "random-tiny", name_or_path, "random init (untrained), tiny Wav2Vec2 config (a smoke-test backbone)"
-        raise WeightsError(f"random Wav2Vec2 weights need the base backbone '{DEFAULT_BACKBONE}', '{TINY_BACKBONE}' or "
-                           f"a local folder with a config.json, not '{name_or_path}'.")
+            return "random-tiny", name_or_path, f"random init (untrained), tiny {label} config (a smoke-test backbone)"
+        raise WeightsError(f"random {label} weights need the base backbone '{model.default_id}', '{TINY_BACKBONE}' "
+                           f"or a local folder with a config.json, not '{name_or_path}'.")
     if name_or_path == TINY_BACKBONE:
-        raise WeightsError(f"the '{TINY_BACKBONE}' Wav2Vec2 backbone has no pretrained weights; use it only with "
+        raise WeightsError(f"the '{TINY_BACKBONE}' {label} backbone has no pretrained weights; use it only with "
                            "weights.source: random.")
     if weights != "pretrained":  # a local folder given as the weights themselves
         folder = Path(weights).expanduser()
-        _check_local_folder(folder, need_weights=True)
+        _check_local_folder(folder, need_weights=True, label=label)
         return "local", str(folder), f"pretrained weights from local folder {folder}"
     if Path(name_or_path).expanduser().is_dir():
         folder = Path(name_or_path).expanduser()
-        _check_local_folder(folder, need_weights=True)
+        _check_local_folder(folder, need_weights=True, label=label)
         return "local", str(folder), f"pretrained weights from local folder {folder}"
-    if _looks_like_path(name_or_path):
-        _check_local_folder(Path(name_or_path).expanduser(), need_weights=True)  # raises: it does not exist
-    cached = _cached_weights(name_or_path, cache_dir)
+    if _looks_like_path(name_or_path):  # raises: it does not exist
+        _check_local_folder(Path(name_or_path).expanduser(), need_weights=True, label=label)
+    cached = _cached_weights(name_or_path, cache_dir, label)
     if cached is not None:
         return "cache", name_or_path, f"pretrained '{name_or_path}' from the Hugging Face cache ({cached})"
     if resolve_offline(offline):
         why = "offline was requested" if offline else "the hub is offline (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)"
-        raise WeightsError(_missing_sentence(name_or_path, cache_dir, why))
+        raise WeightsError(_missing_sentence(name_or_path, cache_dir, why, label))
     if not _hub_reachable():
-        raise WeightsError(_missing_sentence(name_or_path, cache_dir, "huggingface.co cannot be reached"))
+        raise WeightsError(_missing_sentence(name_or_path, cache_dir, "huggingface.co cannot be reached", label))
     return "download", name_or_path, f"pretrained '{name_or_path}', downloaded into {_hub_cache(cache_dir)}"
+
+
+def _plan(weights: str, name_or_path: str, cache_dir: str | None, offline: bool | None) -> tuple[str, str, str]:
+    return plan_weights(weights, name_or_path, cache_dir, offline, WAV2VEC2)
+
+
+def weights_revision(kind: str, source: str, cache_dir: str | None) -> str:
+    """What identifies the weights in a cache key: the hub snapshot's commit, a local folder's content hash,
+    or ``random``. A download has no snapshot yet, so it is resolved after the files land."""
+    import hashlib
+
+    if kind.startswith("random"):
+        return "random"
+    if kind == "local":
+        digest = hashlib.sha256()
+        for item in sorted(Path(source).iterdir()):
+            if item.is_file() and item.suffix in (".json", ".safetensors", ".bin"):
+                digest.update(item.name.encode())
+                digest.update(item.read_bytes())
+        return "sha256:" + digest.hexdigest()[:16]
+    cached = _cached_weights(source, cache_dir)
+    if cached is None:
+        return "unresolved"
+    parts = Path(cached).parts
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else "unknown"
 
 
 def check_backbone(weights: str = "pretrained", name_or_path: str = DEFAULT_BACKBONE, cache_dir: str | None = None,

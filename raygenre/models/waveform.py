@@ -349,29 +349,6 @@ def preflight(name: str, source: str, weights_dir: str | None, params: dict[str,
     return check_backbone(source, backbone, weights_dir)
 
 
-class _WindowMean(nn.Module):
-    """A head applied to each window's features; the clip's logits are the mean over its windows."""
-
-    def __init__(self, head: nn.Module) -> None:
-        super().__init__()
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, w = x.shape[:2]
-        return self.head(x.flatten(0, 1)).reshape(n, w, -1).mean(dim=1)
-
-
-def cached_feature_head(variant: str, feature_shape: tuple[int, ...], windows: bool) -> nn.Module:
-    """The variant's head on cached per-clip features of ``feature_shape`` (``[W,] layers, hidden``).
-
-    ``frozen`` reads the last layer only (its features arrive as ``[W,] hidden``); ``layer_probe`` weighs
-    all layers. The same builder serves training and ``predict``, so a kept head's state always fits.
-    """
-    hidden, layers = feature_shape[-1], (feature_shape[-2] if variant == "layer_probe" else 1)
-    head = build_head(variant, hidden, n_layers=layers)
-    return _WindowMean(head) if windows else head
-
-
 #: A random backbone (no pretrained weights) is drawn from this seed wherever it is built for embedding,
 #: so the embedding cache and ``predict`` see the same random weights.
 EMBEDDER_SEED = 0

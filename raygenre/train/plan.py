@@ -63,6 +63,8 @@ def trial_spec(cfg: ExperimentConfig, study: str, model: ModelSpec, seed: int, *
     }
     if model.search is not None:  # only searched rows carry the key: other specs (and their hashes) are unchanged
         spec["search"] = model.search.model_dump(mode="json")
+    if entry.encoder is not None and model.variant in entry.cached_variants:  # a head on cached embeddings
+        spec["embedding"] = {"encoder": entry.encoder, "head_builder": entry.head_builder}
     return spec
 
 
@@ -120,6 +122,7 @@ PLANNERS: dict[str, Callable[..., list[dict]]] = {
     "search-xgboost": plan_models,
     "search-cnn": plan_models,
     "search-finetune": plan_models,
+    "exp5": plan_models,  # pretrained encoders: probe rows on cached embeddings (searched over layer, lr, wd)
 }
 
 

@@ -27,7 +27,6 @@ from raygenre.train.trial import failed_record, run_trial
 
 DISTRIBUTED_TRIAL_CPU = 0.01  # the trial only waits on its trainer; Tune refuses 0 CPUs
 TRAINER_FAMILIES = ("spectrogram", "waveform")  # families whose trial launches a Ray Train TorchTrainer
-HEAD_ONLY_VARIANTS = ("frozen", "layer_probe")  # waveform variants that train a head on cached embeddings
 
 
 class RecordWriter(tune.Callback):
@@ -98,7 +97,7 @@ def uses_distributed_xgboost(cfg: ExperimentConfig, trials: list[dict]) -> bool:
 def drives_trainer(spec: dict) -> bool:
     """True for trials whose work runs in a Ray Train trainer's workers, not in the trial itself
     (``train.workers: 0`` is Train's local mode: the trial's own process trains and holds the resources)."""
-    if spec["family"] == "waveform" and spec["variant"] in HEAD_ONLY_VARIANTS:
+    if spec.get("embedding"):  # a head on cached embeddings trains in the trial itself
         return False
     return spec["family"] in TRAINER_FAMILIES and int((spec.get("train") or {}).get("workers", 1)) > 0
 

@@ -1,12 +1,13 @@
-"""The waveform family's runner: Wav2Vec2 rows of Table 3 (and the layer-wise probe beyond it).
+"""The waveform family's runner: heads on a frozen encoder's cached embeddings, or end-to-end training.
 
-* ``progressive`` trains end to end in the torch loop of the spectrogram nets
+* Variants the registry marks as cached (Wav2Vec2 ``frozen``/``layer_probe``, every encoder's ``linear``
+  and ``mlp`` probes) train only their head, in the trial, on the embeddings the driver cached before the
+  study started (:mod:`raygenre.data.embeddings`): seconds per trial on a CPU, so these trials hold one CPU
+  and no trainer. The head comes from the spec's ``embedding.head_builder`` (the registry's), which also
+  picks the layer(s) it reads; a head with ``fit_inputs`` standardises on the training rows first.
+* Other variants (Wav2Vec2 ``progressive``) train end to end in the torch loop of the spectrogram nets
   (:func:`raygenre.train.torch_runner.run_torch_trial`: a ``TorchTrainer``, or the same loop in the
   trial with ``train.workers: 0``; bf16 on CUDA, a checkpoint per epoch, resume, per-epoch history).
-* ``frozen`` and ``layer_probe`` train only their head, in the trial, on the embeddings the driver cached
-  before the study started (:mod:`raygenre.data.embeddings`): seconds per trial on a CPU, so these
-  trials hold one CPU and no trainer. ``frozen`` reads the last layer's pooled state, ``layer_probe``
-  learns a softmax weighting of all layers.
 """
 
 from __future__ import annotations
@@ -22,17 +23,17 @@ from raygenre.storage import RunPath
 
 
 def run_waveform(spec: dict, wave_inputs: dict, settings: dict, *, device: str = "cpu") -> dict:
-    from raygenre.data.embeddings import CACHED_VARIANTS
+    from raygenre.data.embeddings import is_cached
 
-    if spec["variant"] in CACHED_VARIANTS:
+    if is_cached(spec):
         return run_cached_head(spec, wave_inputs, settings, device=device)
     from raygenre.train.torch_runner import run_torch_trial
 
     return run_torch_trial(spec, wave_inputs, settings, device=device)
 
 
-def _features(folder: str, ids: list[str], variant: str) -> tuple[np.ndarray, list[int]]:
-    """Cached embeddings of ``ids`` in that order (repeats allowed): the last layer for ``frozen``."""
+def _features(folder: str, ids: list[str]) -> tuple[np.ndarray, list[int]]:
+    """Cached embeddings of ``ids`` in that order (repeats allowed), every layer."""
     from raygenre.data.embeddings import load_embeddings
 
     feats, got, labels = load_embeddings(folder, ids)
@@ -42,8 +43,6 @@ def _features(folder: str, ids: list[str], variant: str) -> tuple[np.ndarray, li
         raise KeyError(f"embedding cache {folder} lacks clip {missing[0]}")
     rows = [where[cid] for cid in ids]
     feats = feats[rows]
-    if variant == "frozen":
-        feats = feats[..., -1, :]  # (N, [W,] H): the last hidden layer
     return np.ascontiguousarray(feats), [GENRE_INDEX[labels[r]] for r in rows]
 
 
@@ -55,7 +54,7 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
     from raygenre.data.embeddings import embedding_key, read_cache_manifest
     from raygenre.models.counting import param_counts
     from raygenre.models.optim import make_optimizer, make_scheduler, step_scheduler
-    from raygenre.models.waveform import cached_feature_head
+    from raygenre.models.registry import PROBE_HEADS, cached_embedding_of, resolve_builder
     from raygenre.train.torch_loop import epoch_seed, feature_batches, run_batches
     from raygenre.train.torch_runner import split_rows, train_run_name, train_storage
 
@@ -71,13 +70,18 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
     tensors = {}
     for name, ids in (("train", train_ids), ("valid", valid_ids), ("eval", eval_ids)):
         if ids:
-            x, y = _features(cache, ids, spec["variant"])
+            x, y = _features(cache, ids)
             tensors[name] = (torch.from_numpy(x).to(dev), torch.tensor(y, device=dev))
     timings["read_s"] = time.perf_counter() - t0
     windows = (spec.get("params") or {}).get("chunk_seconds") is not None
     # 3. Head, optimiser and schedule from the train block.
     torch.manual_seed(seed)
-    head = cached_feature_head(spec["variant"], tuple(tensors["train"][0].shape), windows).to(dev)
+    embedding = spec.get("embedding") or cached_embedding_of(spec) or {}
+    build_head = resolve_builder(embedding.get("head_builder") or PROBE_HEADS)
+    feature_shape = tuple(tensors["train"][0].shape[1:])
+    head = build_head(spec["variant"], feature_shape, windows, spec.get("params")).to(dev)
+    if hasattr(head, "fit_inputs"):
+        head.fit_inputs(tensors["train"][0])
     optimizer = make_optimizer(head.parameters(), train["optimizer"], train["learning_rate"], train["weight_decay"])
     scheduler = make_scheduler(optimizer, train["schedule"], int(train["epochs"]))
     # 4. Epochs; with selection: valid the best validation epoch is kept (never the test set's).
@@ -140,6 +144,11 @@ def run_cached_head(spec: dict, wave_inputs: dict, settings: dict, *, device: st
                    "build": {"name": spec["model"], "family": spec["family"], "variant": spec["variant"],
                              "params": dict(spec.get("params") or {})},
                    "weights": dict(spec.get("weights") or {}), "seed": seed, "windows": windows,
-                   "feature_shape": list(tensors["train"][0].shape[1:])},
+                   "feature_shape": list(feature_shape), "embedding": {**embedding, **_cache_identity(manifest)}},
         "timings": {k: round(v, 4) for k, v in timings.items()},
     }
+
+
+def _cache_identity(manifest: dict) -> dict:
+    """How a kept head names the embeddings it was trained on: encoder settings (id, revision, windows)."""
+    return {"settings": manifest.get("settings") or {}, "revision": manifest.get("revision")}
