@@ -23,7 +23,8 @@ from raygenre.search_config import SearchConfig, apply_search_overlay
 
 STUDY_EXPERIMENTS = ("exp1", "exp2", "exp3", "exp4")  # what `sweep all` runs
 SEARCH_EXPERIMENTS = ("search-xgboost", "search-cnn", "search-finetune")  # hyperparameter searches (sweeps/search-*.yaml)
-EXPERIMENTS = STUDY_EXPERIMENTS + SEARCH_EXPERIMENTS
+BEYOND_EXPERIMENTS = ("exp5",)  # beyond the study, not in `sweep all`: pretrained encoders (sweeps/exp5.yaml)
+EXPERIMENTS = STUDY_EXPERIMENTS + SEARCH_EXPERIMENTS + BEYOND_EXPERIMENTS
 PROFILES = ("quick", "paper")
 
 
@@ -200,7 +201,7 @@ class ResourcesConfig(Strict):
 
 
 class ExperimentConfig(Strict):
-    experiment: Literal["exp1", "exp2", "exp3", "exp4", "search-xgboost", "search-cnn", "search-finetune"]
+    experiment: Literal["exp1", "exp2", "exp3", "exp4", "search-xgboost", "search-cnn", "search-finetune", "exp5"]
     description: str = ""
     profile: str = "quick"
     data: DataConfig = DataConfig()
