@@ -164,3 +164,19 @@ def test_random_search_samples_are_fixed_by_the_seed_and_cover_the_grid():
     assert len(configs) == planned_count(search) == 6 and configs == sample_configs(search)
     assert [c["params.max_depth"] for c in configs] == [3, 6] * 3
     assert all(isinstance(c["params.n_estimators"], int) and c["params.n_estimators"] % 50 == 0 for c in configs)
+
+
+def test_the_refit_is_the_best_trial_that_ran_its_whole_budget():
+    from raygenre.search_config import SearchConfig
+    from raygenre.train.search import choose
+
+    search = SearchConfig.model_validate({"space": {"params.max_depth": {"randint": [2, 9]}}})
+
+    def trial(score, reason, loss):
+        return {"search": {"id": "s", "score": score, "ended": {"reason": reason},
+                           "reports": [{"step": 1, "valid_accuracy": score, "valid_loss": loss}]}}
+
+    trials = {0: trial(0.6, "finished", 1.0), 1: trial(0.9, "stopped", 0.5), 2: trial(0.7, "finished", 0.9),
+              3: trial(0.7, "finished", 0.8)}
+    assert choose(trials, search)[0] == 3          # a stopped trial's early score does not compete; ties: lower loss
+    assert choose({1: trials[1]}, search)[0] == 1  # unless no trial ran its whole budget
