@@ -99,6 +99,14 @@ class FeaturesConfig(Strict):
     set: Literal["kaggle58", "content57"] = "kaggle58"
 
 
+class CheckpointConfig(Strict):
+    """When the torch loop writes a checkpoint (``raygenre.train.checkpoint_policy``): at the end, at a phase
+    change, and in between when ``every_s`` seconds passed since the last one (0: every epoch) or when the
+    write costs at most ``max_overhead`` of the training it protects. Every epoch still reports."""
+    every_s: float = Field(60.0, ge=0)
+    max_overhead: float = Field(0.05, ge=0, le=1)
+
+
 class TrainConfig(Strict):
     """How every neural model trains (MLP/LSTM today, the deep models too).
 
@@ -116,7 +124,10 @@ class TrainConfig(Strict):
     # Ray Train workers per trial; 0 is Train's local mode: the training function runs in the Tune trial's own
     # process (no worker group to start: ~15 s per trial on a small CPU machine, more than a quick run trains).
     workers: int = Field(1, ge=0)
-    gpus_per_worker: float | Literal["auto"] = "auto"  # auto: 1 when the cluster has GPUs
+    gpus_per_worker: float | Literal["auto"] = "auto"  # auto: gpu_share when the cluster has GPUs, else 0
+    gpu_share: float = Field(1.0, gt=0, le=1)  # what `auto` takes of one GPU: < 1 packs trials onto a GPU
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    device_data_mb: float = Field(1024.0, ge=0)  # a training set up to this size moves to the device once
     selection: Literal["last", "valid"] = "last"
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     patience: int | None = Field(None, ge=1)  # early stopping on the validation set (selection: valid)

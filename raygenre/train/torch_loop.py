@@ -38,11 +38,12 @@ from raygenre.models.counting import param_counts
 from raygenre.models.network_state import build_model, load_trained_state, trained_state
 from raygenre.models.optim import make_optimizer, make_scheduler, step_scheduler
 from raygenre.models.spectrogram import SpectrogramNet
+from raygenre.train.checkpoint_policy import CheckpointPolicy, state_nbytes
+from raygenre.train.device_data import DeviceRows, row_batches
 from raygenre.train.train_session import STATE_FILE
 
 FITTED_FILE = "model.safetensors"
 PREDICTIONS_FILE = "predictions.json"
-SHUFFLE_BUFFER = 1024  # rows; the training rows are also shuffled once before they become blocks
 
 
 # --------------------------------------------------------------------------------------------------
@@ -126,11 +127,9 @@ def feature_batches(features: torch.Tensor, labels: torch.Tensor, batch_size: in
 def _input_batches(shard: Any, batch_size: int, device: torch.device, model: nn.Module, channels_last: bool,
                    shuffle_seed: int | None, keep_index: list | None = None,
                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Compact rows (uint8 images, int16 waves) from a Ray Data shard, made model input on the device."""
-    cuda = device.type == "cuda"
-    shuffle = {"local_shuffle_buffer_size": max(batch_size, SHUFFLE_BUFFER), "local_shuffle_seed": shuffle_seed}
-    for batch in shard.iter_torch_batches(batch_size=batch_size, device="auto" if cuda else "cpu", pin_memory=cuda,
-                                          prefetch_batches=2, **(shuffle if shuffle_seed is not None else {})):
+    """Compact rows (uint8 images, int16 waves) from a Ray Data shard or :class:`DeviceRows`, made model input on
+    the device (:func:`~raygenre.train.device_data.row_batches`: the same batches from either)."""
+    for batch in row_batches(shard, batch_size, device, shuffle_seed):
         if keep_index is not None:
             keep_index.append(batch["index"].cpu())
         yield model.model_input(batch, channels_last), batch["label"]
@@ -190,8 +189,21 @@ def train_loop(config: dict[str, Any], session: Any) -> None:
     channels_last = device.type == "cuda"
     torch.set_num_threads(max(1, int(config.get("cpus_per_worker", 1))))
     # 2. Dataset shards: training rows split across workers, validation/evaluation rows whole (rank 0 reads them).
-    train_shard = session.shard("train")
     bs = int(train["batch_size"])
+    # 2b. Data once: a training set under train.device_data_mb moves to the device once (eval/valid rows too).
+    once = float(config.get("train_mb", float("inf"))) <= float(train.get("device_data_mb", 0))
+    loaded: dict[str, Any] = {}
+
+    def data_of(name: str) -> Any:
+        if not once:
+            return session.shard(name)
+        if name not in loaded:
+            loaded[name] = DeviceRows.load(session.shard(name), device)
+        return loaded[name]
+
+    t0 = time.perf_counter()
+    train_shard = data_of("train")
+    data_once_s = time.perf_counter() - t0 if once else None
     # 3. Model from the registry's builder, seeded; restored from the latest checkpoint when resuming.
     state = _load_checkpoint(session, device)
     if state and state.get("done"):
@@ -218,7 +230,7 @@ def train_loop(config: dict[str, Any], session: Any) -> None:
     stale = int(state.get("stale", 0)) if state else 0
     attempt = int(state.get("attempt", 0)) + 1 if state else 1
     def eval_batches(name: str, index: list | None = None):
-        return lambda: _input_batches(session.shard(name), bs, device, model, channels_last, None, index)
+        return lambda: _input_batches(data_of(name), bs, device, model, channels_last, None, index)
 
     cache_s = 0.0
     if trunk is not None:  # frozen trunk: its activations once, then only the head trains
@@ -227,6 +239,7 @@ def train_loop(config: dict[str, Any], session: Any) -> None:
         feats, labels = cache_features(trunk, rows, dtype)
         cache_s = time.perf_counter() - t0
     valid = config.get("has_valid", False)
+    policy = CheckpointPolicy.from_config(train, model.phase_change_epochs)
     # 6. Epochs: freezing for the epoch, one pass, validation on rank 0, one report with a checkpoint.
     for epoch in range(start, int(train["epochs"])):
         t0 = time.perf_counter()
@@ -255,21 +268,27 @@ def train_loop(config: dict[str, Any], session: Any) -> None:
         history.append(item)
         scores = _search_scores(model, eval_batches, dtype, epoch + 1, config) if config.get("report_eval") and \
             rank == 0 else {}
-        # 7. Report: rank 0's checkpoint; in the last epoch it also holds the fitted model and predictions.
-        with session.new_checkpoint() as (folder, publish):
-            checkpoint = None
-            if rank == 0:
+        # 7. Report every epoch; rank 0 adds a checkpoint when the policy says (train.checkpoint): by time, at a
+        #    phase change and at the end, where it also holds the fitted model and predictions.
+        if rank != 0 or not policy.due(epoch + 1, done, state_nbytes(model, optimizer)):
+            session.report({**item, "done": done, **scores}, None)
+        else:
+            with session.new_checkpoint() as (folder, publish):
+                t_write = time.perf_counter()
                 saved = {"epoch": epoch + 1, "history": history, "done": done, "attempt": attempt}
                 if not done:  # a finished run never trains again: its checkpoint keeps only the fitted model
                     saved.update(model=trained_state(model), optimizer=optimizer.state_dict(),
                                  scheduler=scheduler.state_dict(), best=best, stale=stale)
                 torch.save(saved, os.path.join(folder, STATE_FILE))
-                if done:
+                nbytes = os.path.getsize(os.path.join(folder, STATE_FILE))
+                if done:  # the last write's own hand-over is not in its figures (they are written inside it)
+                    policy.wrote(nbytes, time.perf_counter() - t_write)
                     _write_final(folder, model, best if valid else None, eval_batches, dtype,
                                  {"history": history, "cache_s": cache_s, "attempt": attempt,
-                                  "resumed_from_epoch": start})
-                checkpoint = publish()
-            session.report({**item, "done": done, **scores}, checkpoint)
+                                  "resumed_from_epoch": start, "data_once_s": data_once_s, **policy.summary()})
+                session.report({**item, "done": done, **scores}, publish())
+                if not done:
+                    policy.wrote(nbytes, time.perf_counter() - t_write)
         if done:
             break
 

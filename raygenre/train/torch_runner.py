@@ -105,7 +105,11 @@ def to_dataset(images: np.ndarray, labels: list[int], *, with_index: bool = Fals
 
     # Datasets carry the context they were made in: no progress bars for these few in-memory blocks,
     # neither here nor on the Train workers that iterate them every epoch.
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # Rows in this order every epoch: the loop's window shuffle (raygenre.train.device_data) is then seeded and
+    # the same as drawing the rows on the device once; without it Ray Data may hand blocks out of order.
+    context.execution_options.preserve_order = True
     items = [{column: images[i], "label": int(labels[i]), **({"index": i} if with_index else {})}
              for i in range(len(labels))]
     return ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // BLOCK_ROWS)))
@@ -126,12 +130,12 @@ def train_run_name(spec: dict, settings: dict) -> str:
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', spec['trial_key'])}-{config_hash(body, 8)}"
 
 
-def resolve_gpus(setting: float | str) -> float:
-    """GPUs per worker: ``auto`` is 1 when the cluster has a GPU, else 0."""
+def resolve_gpus(setting: float | str, share: float = 1.0) -> float:
+    """GPUs per worker: ``auto`` is ``share`` (``train.gpu_share``) when the cluster has a GPU, else 0."""
     import ray
 
     if setting == "auto":
-        return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        return float(share) if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     return float(setting)
 
 
@@ -145,7 +149,7 @@ def _fit(spec: dict, settings: dict, datasets: dict, loop_config: dict) -> Any:
 
     os.environ.setdefault(POLL_ENV, TRAIN_POLL_S)  # propagated by Train to its controller and workers
     train = spec["train"]
-    gpus = resolve_gpus(train["gpus_per_worker"])
+    gpus = resolve_gpus(train["gpus_per_worker"], train.get("gpu_share", 1.0))
     per_worker = {"CPU": WORKER_CPUS, **({"GPU": gpus} if gpus else {})}
     storage = train_storage(settings)
     trainer = TorchTrainer(
@@ -219,6 +223,7 @@ def run_torch_trial(spec: dict, rep_inputs: dict, settings: dict, *, device: str
     train_x, train_y = train_x[order], [train_y[i] for i in order]
     eval_x, eval_y = read_rows(shard_dir, eval_ids, representation=representation)
     timings["read_s"] = time.perf_counter() - t0
+    train_mb = train_x.nbytes / 2**20  # with train.device_data_mb: moved to the device once, or streamed
     # 3. Materialized Ray Datasets (compact rows on the wire; conversion happens on the worker's device).
     t0 = time.perf_counter()
     datasets = {"train": to_dataset(train_x, train_y, column=column),
@@ -235,7 +240,8 @@ def run_torch_trial(spec: dict, rep_inputs: dict, settings: dict, *, device: str
     loop_config = {"model": build, "weights": {k: weights.get(k) for k in ("source", "dir", "offline")},
                    "train": spec["train"], "seed": seed, "has_valid": bool(valid_ids),
                    "cpus_per_worker": max(1, round(WORKER_CPUS)), "cache_trunk": True,
-                   "report_eval": settings.get("progress") is not None, "n_train": len(train_y)}
+                   "report_eval": settings.get("progress") is not None, "n_train": len(train_y),
+                   "train_mb": train_mb}
     t0 = time.perf_counter()
     if int(spec["train"]["workers"]) == 0:
         checkpoint_path = _train_in_trial(spec, settings, datasets, loop_config, device)
@@ -253,6 +259,8 @@ def run_torch_trial(spec: dict, rep_inputs: dict, settings: dict, *, device: str
     y_pred = [GENRES[by_index[i]] for i in range(len(eval_ids))]
     y_true = [GENRES[k] for k in eval_y]
     timings["trunk_cache_s"] = float(final.get("cache_s", 0.0))
+    timings.update({k: float(final[k]) for k in ("checkpoint_s", "checkpoint_bytes", "checkpoint_writes",
+                                                  "data_once_s") if final.get(k) is not None})
     return {
         "metrics": classification_metrics(y_true, y_pred),
         "test": {"ids": list(eval_ids), "y_true": y_true, "y_pred": y_pred, "set": spec.get("evaluate_on", "test")},

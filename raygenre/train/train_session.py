@@ -13,6 +13,10 @@ report an epoch. Two sessions answer:
   trial (Ray 2.60, ``requires_train_worker(raise_in_tune_session=True)``). This session keeps the latest
   checkpoint in a folder of the run itself, swapped in whole, so a killed trial resumes from its last
   finished epoch exactly as with workers.
+
+The in-trial session with a local folder needs only torch: nothing on that path imports Ray, pyarrow or
+the config layer (object storage and Ray Train import theirs when used), so the real loop can be measured
+on a bare GPU machine (``bench/paper_time.py``; ``tests/test_paper_time.py`` blocks those imports).
 """
 
 from __future__ import annotations
@@ -27,9 +31,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from raygenre.config import config_hash
-from raygenre.storage import RunPath, is_remote
 
 STATE_FILE = "state.pt"
 LATEST = "latest"  # in object storage: the name of the newest fully uploaded checkpoint
@@ -98,9 +99,14 @@ class InTrialSession:
 
     def __init__(self, datasets: dict[str, Any], persist_to: str, device: torch.device | None = None) -> None:
         self.datasets = datasets
-        self.remote = RunPath.of(persist_to) if is_remote(persist_to) else None
-        self.persist_to = (os.path.join(tempfile.gettempdir(), "raygenre-train-mirror", config_hash(persist_to, 16))
-                           if self.remote else persist_to)
+        self.remote = None
+        self.persist_to = persist_to
+        if "://" in str(persist_to) and not str(persist_to).startswith("file://"):  # storage.is_remote, sans pyarrow
+            from raygenre.config import config_hash
+            from raygenre.storage import RunPath
+
+            self.remote = RunPath.of(persist_to)
+            self.persist_to = os.path.join(tempfile.gettempdir(), "raygenre-train-mirror", config_hash(persist_to, 16))
         self._device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.last_metrics: dict[str, Any] | None = None
         if self.remote:  # the object store is the truth: what this node kept from before may be stale

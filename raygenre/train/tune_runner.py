@@ -83,8 +83,9 @@ def gpus_for(cfg: ExperimentConfig, spec: dict) -> float:
     that drives a trainer, the GPUs of each of its workers)."""
     entry = get_model(spec["model"])
     setting = (spec.get("train") or {}).get("gpus_per_worker", entry.gpus) if entry.neural else entry.gpus
-    if setting == "auto":
-        return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    if setting == "auto":  # a neural model's share of one GPU (train.gpu_share) when the cluster has GPUs
+        share = float((spec.get("train") or {}).get("gpu_share", 1.0)) if entry.neural else 1.0
+        return share if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     return float(setting)
 
 

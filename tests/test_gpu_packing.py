@@ -1,0 +1,124 @@
+"""Several trials per GPU (train.gpu_share with logical GPUs) and data once per trial (train.device_data_mb)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raygenre.train import device_data
+from raygenre.train.device_data import DeviceRows, LocalRows, row_batches
+from raygenre.train.local_run import PAPER_TRAIN
+from raygenre.train.torch_loop import PREDICTIONS_FILE, train_loop
+from raygenre.train.train_session import InTrialSession
+
+ROOT = Path(__file__).resolve().parents[1]
+CNN = {"name": "cnn", "family": "spectrogram", "variant": "default", "params": {}}
+
+
+def _rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 10
+    return rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8), y
+
+
+def test_device_batches_are_the_streamed_batches(monkeypatch):
+    """Window shuffle over a stream == the same order drawn on the device, across several windows."""
+    monkeypatch.setattr(device_data, "SHUFFLE_WINDOW", 16)
+    x, y = _rows(45, 0)
+    local = LocalRows({"image": x, "label": y})
+    once = DeviceRows.load(local, torch.device("cpu"))
+    streamed = list(row_batches(local, 8, torch.device("cpu"), seed=7))
+    drawn = list(row_batches(once, 8, torch.device("cpu"), seed=7))
+    assert [len(b["label"]) for b in streamed] == [8, 8, 8, 8, 8, 5]      # windows of 16: 16 + 16 + 13 rows
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(streamed, drawn) for k in ("image", "label"))
+    labels = torch.cat([b["label"] for b in drawn])
+    assert sorted(labels.tolist()) == sorted(y.tolist()) and labels.tolist() != y.tolist()  # shuffled, all rows
+    assert sorted(torch.cat([b["label"] for b in drawn[:2]]).tolist()) == sorted(y[:16].tolist())  # window 1
+    other = torch.cat([b["label"] for b in row_batches(once, 8, torch.device("cpu"), seed=8)])
+    assert other.tolist() != labels.tolist()                             # another epoch, another order
+
+
+def _train(datasets: dict, folder: Path, device_data_mb: float, n_train: int, train_mb: float) -> dict:
+    session = InTrialSession(datasets, str(folder), torch.device("cpu"))
+    train = {**PAPER_TRAIN, "epochs": 3, "batch_size": 8, "device_data_mb": device_data_mb,
+             "checkpoint": {"every_s": 0, "max_overhead": 0}}
+    config = {"model": CNN, "weights": {"source": "random"}, "train": train, "seed": 3, "has_valid": False,
+              "cpus_per_worker": 1, "cache_trunk": True, "report_eval": False, "n_train": n_train,
+              "train_mb": train_mb}
+    train_loop(config, session)
+    return json.loads((Path(session.latest()) / PREDICTIONS_FILE).read_text())
+
+
+def test_data_once_equals_streaming_from_ray_data(ray_session, tmp_path, monkeypatch):
+    """The same trial streamed from Ray Datasets every epoch and moved to the device once: same history
+    (losses to the bit) and predictions."""
+    from raygenre.train.torch_runner import to_dataset
+
+    monkeypatch.setattr(device_data, "SHUFFLE_WINDOW", 16)  # several windows over 40 rows
+    x, y = _rows(40, 1)
+    ex, ey = _rows(12, 2)
+    datasets = {"train": to_dataset(x, list(y)), "eval": to_dataset(ex, list(ey), with_index=True)}
+    mb = x.nbytes / 2**20
+    streamed = _train(datasets, tmp_path / "stream", 0.0, 40, mb)
+    once = _train(datasets, tmp_path / "once", 1.0, 40, mb)
+    assert streamed["data_once_s"] is None and once["data_once_s"] is not None
+    assert [h["loss"] for h in once["history"]] == [h["loss"] for h in streamed["history"]]
+    assert [h["accuracy"] for h in once["history"]] == [h["accuracy"] for h in streamed["history"]]
+    assert once["pred"] == streamed["pred"] and once["index"] == streamed["index"]
+
+
+#: Four exp1 CNN trials (split seeds 0-3) at gpu_share 0.25 on a Ray with one logical GPU, through run_trials.
+PACKING = r"""
+import json, sys, threading, time
+sys.path.insert(0, sys.argv[2])
+import ray
+from test_torch_training import write_mel_shards
+from raygenre.config import ExperimentConfig
+from raygenre.records import read_records
+from raygenre.storage import RunPath
+from raygenre.train.plan import plan_experiment
+from raygenre.train.tune_runner import resources_for, run_trials
+from pathlib import Path
+tmp = Path(sys.argv[1])
+ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False,
+         object_store_memory=200 * 1024**2)
+ids = write_mel_shards(tmp / "shards", clips_per_genre=2, augmented=1)
+cfg = ExperimentConfig.model_validate({
+    "experiment": "exp1", "prepare": {"representations": ["mel"]}, "models": [{"name": "cnn"}],
+    "split": {"test_fraction": 0.5, "seeds": [0, 1, 2, 3]}, "weights": {"source": "random"},
+    "train": {"optimizer": "adamw", "epochs": 2, "batch_size": 5, "workers": 0, "gpu_share": 0.25}})
+trials = plan_experiment(cfg)
+low = [1.0]
+def poll():
+    while not done.is_set():
+        low[0] = min(low[0], ray.available_resources().get("GPU", 0.0))
+        time.sleep(0.02)
+done = threading.Event()
+threading.Thread(target=poll, daemon=True).start()
+run_dir = RunPath.of(str(tmp / "run"))
+settings = {"train_storage": str(tmp / "train"), "run": {"data_hash": "t"}, "cpus_per_trial": 1}
+run_trials(cfg, "exp1-mel", trials, {"mel": {"shard_dir": str(tmp / "shards"), "ids": ids}}, settings, run_dir)
+done.set()
+records = read_records(run_dir)
+print(json.dumps({"request": resources_for(cfg, trials)({"trial": trials[0]}), "lowest_free_gpu": low[0],
+                  "pids": sorted({r["resources"]["pid"] for r in records}),
+                  "status": [r["status"] for r in records], "device": [r["resources"]["gpu"] for r in records]}))
+"""
+
+
+def test_four_quarter_gpu_trials_share_one_logical_gpu_at_once(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-c", PACKING, str(tmp_path), str(ROOT / "tests")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["request"] == {"cpu": 1, "gpu": 0.25}
+    assert out["status"] == ["ok"] * 4
+    assert out["lowest_free_gpu"] == 0.0          # four quarter-GPU trials held the one GPU at the same time
+    assert len(out["pids"]) == 4                   # in four trial processes (actors are reused when idle)
