@@ -208,3 +208,25 @@ def test_exp3_waveform_rows_end_to_end_through_the_sweep(ray_session, tmp_path, 
     assert {v: k["contains"] for v, k in kinds.items()} == {"progressive": "all", "frozen": "head",
                                                             "layer_probe": "head"}
     assert_predictions_match_records(tmp_path / "w", records, capsys)
+
+
+def test_wav2vec2_cached_rows_give_the_results_recorded_before_the_encoder_stage(cached, tmp_path):
+    """Golden: embeddings, per-epoch losses and predictions of ``frozen``/``layer_probe`` equal those the
+    Wav2Vec2-only embedding code gave (tests/data/make_wav2vec2_probe_golden.py, run before the move)."""
+    from raygenre.data.embeddings import load_embeddings
+    from raygenre.train.waveform_runner import run_waveform
+
+    golden = json.loads((ROOT / "tests" / "data" / "wav2vec2_probe_golden.json").read_text())
+    root, ids, specs, first = cached
+    assert ids == golden["ids"]
+    feats, got, _ = load_embeddings(next(iter(first.values())), ids)
+    feats = feats[[got.index(i) for i in ids]]
+    np.testing.assert_allclose(feats, np.array(golden["embeddings"], dtype=np.float32), rtol=0, atol=2e-6)
+    for variant in ("frozen", "layer_probe"):
+        spec = next(s for s in specs if s["variant"] == variant)
+        result = run_waveform(spec, {"shard_dir": str(root), "ids": ids, "embeddings": first},
+                              {"run": {"data_hash": "hash0"}, "train_storage": str(tmp_path)})
+        expected = golden["trials"][variant]
+        assert result["test"]["ids"] == expected["test_ids"]
+        assert result["test"]["y_pred"] == expected["y_pred"]
+        assert [h["loss"] for h in result["history"]] == pytest.approx(expected["losses"], rel=1e-6)

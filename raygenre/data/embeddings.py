@@ -33,6 +33,7 @@ from raygenre.models.registry import PROBE_ONLY_PARAMS, cached_embedding_of, get
 from raygenre.storage import RunPath
 
 MANIFEST = "manifest.json"
+ACTOR_ROWS = 64
 EMBED_BATCH = 8  # clips per actor call: 8 x 30 s of base Wav2Vec2 is ~1 GB of activations in fp32
 INT16_SCALE = 32767.0
 DEFAULT_SHARD_RATE = 16_000
@@ -118,7 +119,9 @@ def _embed(spec: dict, shard_dir: RunPath, representation: str, target: RunPath,
     params = encoder_params(spec)
     gpus = ray.cluster_resources().get("GPU", 0)
     cpus = int(ray.available_resources().get("CPU", 1)) or 1
-    actors = max(1, int(gpus)) if gpus >= 1 else max(1, min(cpus, 4))
+    table_rows = load_table(shard_dir, representation, columns=[id_column]).num_rows
+    # An actor costs seconds to start (torch, transformers, the weights): no more actors than 64-clip lots.
+    actors = max(1, min(int(gpus) if gpus >= 1 else min(cpus, 4), -(-table_rows // ACTOR_ROWS)))
     # The rows are read here with pyarrow and handed over as in-process blocks (``from_items``): a
     # ``read_parquet`` lists files in a task that needs a free CPU, and the actor pool may hold every CPU
     # (the same reason the write asks for none).

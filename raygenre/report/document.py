@@ -14,6 +14,8 @@ from raygenre.records import read_records_checked
 from raygenre.reference import load_study
 from raygenre.report import figures
 from raygenre.report.augmentation import augmentation_section
+from raygenre.report.encoders import draw_layers as draw_encoder_layers
+from raygenre.report.encoders import encoder_section
 from raygenre.report.exp4 import bootstrap_groups, exp4_section, size_curves
 from raygenre.report.markdown import DASH, image, pct, table
 from raygenre.report.paired import PairedFamily, families, paired_section
@@ -144,6 +146,7 @@ def draw_figures(data: RunData, out_dir: Path, fams: list[PairedFamily]) -> dict
     for fam in fams:
         figs[f"pvalues-{fam.split}"] = figures.pvalue_matrix(fam, out_dir)
     figs.update({f"search:{sid}": name for sid, name in draw_searches(data.records, out_dir).items()})
+    figs["encoder-layers"] = draw_encoder_layers(data.records, out_dir)  # exp5's per-layer probe accuracy
     for res in sorted(primary, key=lambda r: (-r.accuracy, r.label)):
         figs[f"confusion-{figures.slug(res.key)}"] = figures.confusion(res, out_dir)
     return {k: v for k, v in figs.items() if v}
@@ -176,6 +179,7 @@ def render(data: RunData, figs: dict[str, str], fams: list[PairedFamily]) -> str
              appendix_a(data), augmentation_section(data), training_section(data, figs.get("learning")),
              exp4_section(data, figs),
              search_section(data.records, {k[7:]: v for k, v in figs.items() if k.startswith("search:")}),
+             encoder_section(data.records, figs.get("encoder-layers")),
              paired_section(data, figs, fams), validity_section(data),
              genre_section(data, figs), all_results(data), failed_trials(data)]
     return "\n\n".join(p.rstrip() for p in parts if p) + "\n"
