@@ -200,3 +200,35 @@ def test_a_toy_encoder_plugs_in_with_one_registry_entry(stage, tmp_path):
     finally:
         unregister_encoder("toy")
         ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_a_kept_probe_answers_in_predict_as_its_record(stage, tmp_path):
+    """predict's path (raygenre.models.kept_networks): the encoder rebuilt from the registry embeds each clip
+    as the stage did (MERT and CLAP resample 16 kHz shards in both), the kept head gives the record's answers."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from raygenre.genres import GENRES
+    from raygenre.models.kept_networks import KeptNetwork, save_network
+    from raygenre.train.waveform_runner import run_waveform
+
+    table = pq.read_table(stage["root"] / "waveform").to_pydict()
+    waves = dict(zip(table["clip_id"], table["waveform"]))
+    audio = {"waveform_rate": 16000, "clip_seconds": 0.2}
+    for name in ("mert", "clap"):
+        spec = next(s for s in stage["specs"] if s["model"] == name and s["variant"] == "mlp")
+        result = run_waveform(spec, {"shard_dir": str(stage["root"]), "ids": stage["ids"],
+                                     "embeddings": stage["first"]}, {"run": {"data_hash": "h0"},
+                                                                     "train_storage": str(tmp_path / "train")})
+        folder = save_network(tmp_path / name, result["fitted"], {"representation": "waveform", "audio": audio,
+                                                                  "model": name, "variant": "mlp"})
+        meta = json.loads((folder / "model.json").read_text())
+        assert meta["network"]["contains"] == "head" and meta["network"]["embedding"]["encoder"] == name
+        assert meta["network"]["embedding"]["revision"].startswith("sha256:")
+        assert meta["network"]["trunk"]["file"] == "model.safetensors" and meta["network"]["trunk"]["sha256"]
+        kept = KeptNetwork(folder, meta)
+        answers = []
+        for clip in result["test"]["ids"]:
+            wave = np.frombuffer(waves[clip], dtype=np.int16).astype(np.float32) / 32767.0
+            answers.append(GENRES[int(np.argmax(kept.window_probabilities(wave, 16000)))])
+        assert answers == result["test"]["y_pred"]
