@@ -122,3 +122,20 @@ def test_four_quarter_gpu_trials_share_one_logical_gpu_at_once(tmp_path):
     assert out["status"] == ["ok"] * 4
     assert out["lowest_free_gpu"] == 0.0          # four quarter-GPU trials held the one GPU at the same time
     assert len(out["pids"]) == 4                   # in four trial processes (actors are reused when idle)
+
+
+def test_paper_profile_packs_quarter_gpus_and_plans_gpu_work_first():
+    """paper: exp1/exp2 rows take a quarter GPU each in the trial itself; every study runs its networks on
+    images or waveforms before feature models, the augmented and longest first."""
+    from raygenre.config import load_experiment
+    from raygenre.train.plan import by_study, plan_experiment
+
+    exp2 = load_experiment("exp2", "paper", {})
+    assert {(t["train"]["gpu_share"], t["train"]["workers"]) for t in plan_experiment(exp2)} == {(0.25, 0)}
+    studies = by_study(plan_experiment(load_experiment("exp3", "paper", {})))
+    assert list(studies) == ["exp3-waveform", "exp3-features"]
+    assert studies["exp3-waveform"][0]["variant"] == "progressive"  # 15 epochs end to end: the longest first
+    mixed = [{"trial_key": k, "study": "s", "representation": r, "augmented": a, "train": {"epochs": e}}
+             for k, r, a, e in (("f", "features", False, 100), ("m1", "mel", False, 5), ("m2", "mel", True, 5),
+                                ("m3", "mel", False, 30))]
+    assert [t["trial_key"] for t in by_study(mixed)["s"]] == ["m2", "m3", "m1", "f"]

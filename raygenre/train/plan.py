@@ -132,11 +132,22 @@ def plan_experiment(cfg: ExperimentConfig, **kwargs) -> list[dict]:
 
 
 def by_study(trials: list[dict]) -> dict[str, list[dict]]:
-    """Trials grouped by study, in plan order (each study is one Tune run and one records file)."""
+    """Trials grouped by study (each study is one Tune run and one records file), in :func:`device_first` order."""
     out: dict[str, list[dict]] = {}
-    for t in trials:
+    for t in device_first(trials):
         out.setdefault(t["study"], []).append(t)
     return out
+
+
+def device_first(trials: list[dict]) -> list[dict]:
+    """Networks on mel images or waveforms (the GPU's work) before the CPU-only feature models, the largest
+    first (augmented rows, then more epochs), otherwise in plan order: the GPU starts at once and its long
+    trials do not start last, behind short CPU trials that other cores could run beside them."""
+    def key(t: dict) -> tuple:
+        if t["representation"] == "features":
+            return (1, 0, 0)
+        return (0, not t.get("augmented"), -int((t.get("train") or {}).get("epochs", 0)))
+    return sorted(trials, key=key)
 
 
 def representations_of(trials: list[dict]) -> list[str]:
