@@ -11,8 +11,9 @@
    (``test.set: valid``). Trial keys are ``<refit key>/trialNNN``.
 3. **Choice** (:func:`choose`): the best final score among trials that ran their whole budget (a trial
    stopped early competes only if none did), ties to the lower validation loss, then the lower index.
-4. **Refit**: the chosen configuration trained on the whole training split and scored once on test,
-   under the row's planned trial key; its record's ``search`` names the search and the chosen trial.
+4. **Refit**: the chosen configuration trained on the whole training split and scored once on test (in the
+   study's grid with its other trials), under the row's planned trial key; its record's ``search`` names the
+   search and the chosen trial.
 
 **Resume** is by records, like every other study: a relaunch with ``--resume`` keeps the trials that
 have a record, runs the rest (random search: the sample indices without one; Optuna: the remaining
@@ -235,10 +236,10 @@ def refit_spec(spec: dict, search: SearchConfig, index: int, chosen: dict, trial
 
 
 def run_search(cfg: ExperimentConfig, study: str, spec: dict, inputs: dict, settings: dict, run_dir: RunPath,
-               *, resume: bool) -> None:
-    """Search one row (trials without a record), choose on validation clips, refit once on test."""
+               *, resume: bool) -> dict | None:
+    """Search one row (trials without a record) and choose on validation clips; returns the refit's spec
+    (the caller runs it once, on test, beside the study's other trials), or None when every trial failed."""
     from raygenre.train.trial import failed_record
-    from raygenre.train.tune_runner import run_trials
 
     search = SearchConfig.model_validate(spec["search"])
     search_id = spec["trial_key"]
@@ -254,10 +255,10 @@ def run_search(cfg: ExperimentConfig, study: str, spec: dict, inputs: dict, sett
         done = recorded_trials(run_dir, search_id)
     if not done:
         write_record(run_dir, study, failed_record(spec, settings, "every search trial failed"))
-        return
+        return None
     index, chosen = choose(done, search)
     print(f"[{study}] search {search_id}: refit trial {index:03d} "
           f"{json.dumps(chosen['search']['config'], default=str)} ({search.metric} {chosen['search']['score']})",
           flush=True)
-    run_trials(cfg, study, [refit_spec(spec, search, index, chosen, done)], inputs, settings, run_dir)
+    return refit_spec(spec, search, index, chosen, done)
 

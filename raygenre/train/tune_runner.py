@@ -162,15 +162,16 @@ def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: di
     """One Tune experiment over ``trials``; ok records are appended by the callback as trials
     finish, and trials that still fail after ``max_failures`` retries get a failed record.
 
-    A searched row (``search`` in its spec) is a Tune search of its own, then its refit
-    (:func:`raygenre.train.search.run_search`); the other trials run as one grid.
+    A searched row (``search`` in its spec) is a Tune search of its own first
+    (:func:`raygenre.train.search.run_search`); its refit then runs in the grid with the other trials.
     """
     searched = [t for t in trials if t.get("search") and not t.get("search_of")]
+    refits = []
     for spec in searched:
         from raygenre.train.search import run_search
 
-        run_search(cfg, study, spec, inputs, settings, run_dir, resume=resume)
-    trials = [t for t in trials if t not in searched]
+        refits.append(run_search(cfg, study, spec, inputs, settings, run_dir, resume=resume))
+    trials = [t for t in trials if t not in searched] + [r for r in refits if r is not None]
     if not trials:
         return
     writer = RecordWriter(run_dir, study, len(trials), study)
