@@ -16,7 +16,7 @@ from raygenre.records import read_records
 from raygenre.sweep import main
 
 sys.path.insert(0, str(Path(__file__).parent))
-from feature_tables import make_features_csv  # noqa: E402
+from feature_tables import make_feature_table, make_features_csv  # noqa: E402
 
 #: search-xgboost shrunk: 4 Optuna trials of 20-60 rounds, reports every 10 rounds, ASHA from round 20; KNN
 #: stands in for the shipped Appendix C row (1000 rounds) as the plain row beside the search.
@@ -180,3 +180,32 @@ def test_the_refit_is_the_best_trial_that_ran_its_whole_budget():
               3: trial(0.7, "finished", 0.8)}
     assert choose(trials, search)[0] == 3          # a stopped trial's early score does not compete; ties: lower loss
     assert choose({1: trials[1]}, search)[0] == 1  # unless no trial ran its whole budget
+
+
+@pytest.mark.parametrize("model, train, every, steps", [
+    ("xgboost", None, 10, [10, 20, 25]),
+    ("mlp", {"epochs": 3, "batch_size": 32}, 1, [1, 2, 3]),
+])
+def test_tabular_models_report_validation_scores_while_they_fit(model, train, every, steps):
+    """XGBoost per `report_every` rounds (and its last), networks per epoch; the last report is the fitted model."""
+    import numpy as np
+
+    from raygenre.data.kaggle_csv import feature_columns
+    from raygenre.genres import GENRE_INDEX
+    from raygenre.models.tabular import build_classifier
+    from raygenre.train.search_progress import attach_progress
+
+    table = make_feature_table(clips_per_genre=10)
+    X = table[list(feature_columns("kaggle58"))].to_numpy(np.float32)
+    y = np.array([GENRE_INDEX[g] for g in table["label"]])
+    fit, held = np.arange(len(y)) % 4 != 0, np.arange(len(y)) % 4 == 0
+    params = {"n_estimators": 25, "max_depth": 2} if model == "xgboost" else {}
+    pipe = build_classifier(model, params=params, train=train, seed=0)
+    reports = []
+    attach_progress(pipe, X[held], y[held], y[fit], reports.append, every)
+    pipe.fit(X[fit], y[fit])
+    assert [r["step"] for r in reports] == steps and {r["budget"] for r in reports} == {steps[-1]}
+    assert all(len(r["pred"]) == held.sum() and r["valid_loss"] > 0 and r["n_train"] == fit.sum() for r in reports)
+    last = reports[-1]
+    assert last["pred"] == pipe.predict(X[held]).tolist()
+    assert last["valid_accuracy"] == pytest.approx(float(np.mean(pipe.predict(X[held]) == y[held])))
