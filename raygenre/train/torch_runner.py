@@ -232,8 +232,8 @@ def run_torch_trial(spec: dict, rep_inputs: dict, settings: dict, *, device: str
         datasets["valid"] = to_dataset(*read_rows(shard_dir, valid_ids, representation=representation), column=column)
     timings["datasets_s"] = time.perf_counter() - t0
     del train_x, eval_x
-    # 4. The trainer (or, with workers: 0, the same loop in this trial): one report and checkpoint per epoch;
-    #    a re-launch continues from the last one.
+    # 4. The trainer (or, with workers: 0, the same loop in this trial): one report per epoch, checkpoints by
+    #    train.checkpoint (raygenre.train.checkpoint_policy); a re-launch continues from the last one.
     weights = spec.get("weights") or {"source": "random", "dir": None}
     build = {"name": spec["model"], "family": spec["family"], "variant": spec["variant"],
              "params": dict(spec.get("params") or {})}
