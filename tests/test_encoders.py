@@ -232,3 +232,50 @@ def test_a_kept_probe_answers_in_predict_as_its_record(stage, tmp_path):
             wave = np.frombuffer(waves[clip], dtype=np.int16).astype(np.float32) / 32767.0
             answers.append(GENRES[int(np.argmax(kept.window_probabilities(wave, 16000)))])
         assert answers == result["test"]["y_pred"]
+
+
+def test_exp5_paper_without_weights_stops_in_one_sentence_before_any_work(tmp_path, monkeypatch, capsys):
+    import ray
+
+    from raygenre.sweep import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    was_running = ray.is_initialized()
+    assert main(["exp5", "--profile", "paper", "--data", "synthetic", "--storage", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MIT/ast-finetuned-audioset-10-10-0.4593" in err and str(tmp_path / "hub") in err
+    assert not (tmp_path / "runs").exists() and ray.is_initialized() == was_running
+
+
+def _record(model: str, variant: str, ids: list[str], right: int, **extra) -> dict:
+    from raygenre.genres import GENRES
+
+    truth = [GENRES[i % 10] for i in range(len(ids))]
+    pred = [t if i < right else GENRES[(GENRES.index(t) + 1) % 10] for i, t in enumerate(truth)]
+    return {"experiment": "exp5", "status": "ok", "model": model, "variant": variant, "representation": "waveform",
+            "split": {"name": "fault_filtered", "seed": 0}, "metrics": {"accuracy": right / len(ids)},
+            "test": {"ids": ids, "y_true": truth, "y_pred": pred, "set": "test"}, "weights": "pretrained 'x'",
+            "trial_key": f"{model}/{variant}", "finished_at": "2026-12-06T00:00:00", **extra}
+
+
+def test_report_section_sets_encoders_beside_published_figures_with_paired_tests(tmp_path):
+    from raygenre.report.encoders import draw_layers, encoder_section
+
+    ids = [f"c{i:03d}" for i in range(290)]
+    records = [
+        _record("mert", "mlp", ids, 230, search={"role": "refit", "config": {"params.layer": 7}}),
+        _record("wav2vec2", "linear", ids, 160, search={"role": "refit", "config": {"params.layer": 9}}),
+        _record("xgboost", "default", ids, 150, experiment="exp3", representation="features", feature_set="kaggle58"),
+        *[_record("mert", "mlp", ids[:50], 20 + layer, search={"role": "trial", "config": {"params.layer": layer}},
+                  trial_key=f"mert/mlp/trial{layer:03d}") for layer in range(13)],  # validation-scored search trials
+    ]
+    for r in records[3:]:
+        r["test"]["set"] = "valid"
+    figure = draw_layers(records, tmp_path)
+    text = encoder_section(records, figure)
+    row = next(line for line in text.splitlines() if line.startswith("| mert | mlp |"))
+    assert "| 79.3 |" in row and "78.6 (layer 7)" in row and "MARBLE MLP probe" in row and "| 7 |" in row
+    pair = next(line for line in text.splitlines() if line.startswith("| mert mlp (fault_filtered)"))
+    assert "xgboost: +27.6" in pair and "+24.1" in pair and "p <0.001 (n=290)" in pair
+    assert figure and (tmp_path / figure).is_file() and "Per-layer" in text

@@ -102,6 +102,9 @@ def draw_layers(records: list[dict], out_dir: Path) -> str | None:
     ax = fig.subplots()
     for (model, variant, split), points in sorted(curves.items()):
         ax.plot(list(points), [100 * v for v in points.values()], marker="o", label=f"{model} {variant} ({split})")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer (0 = input embedding)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("Per-layer probe accuracy on validation clips")
