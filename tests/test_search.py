@@ -209,3 +209,16 @@ def test_tabular_models_report_validation_scores_while_they_fit(model, train, ev
     last = reports[-1]
     assert last["pred"] == pipe.predict(X[held]).tolist()
     assert last["valid_accuracy"] == pytest.approx(float(np.mean(pipe.predict(X[held]) == y[held])))
+
+
+def test_asha_over_ray_train_workers_without_the_state_api_is_refused(monkeypatch, tmp_path):
+    """Train V2 frees a stopped trial's workers through the state API; without it the next trainer would hang."""
+    from raygenre.search_config import SearchConfig
+    from raygenre.train import search as search_module
+    from raygenre.train.plan import plan_experiment
+
+    monkeypatch.setattr(search_module, "state_api_available", lambda: False)
+    cfg = load_experiment("search-cnn", "quick", {"train": {"workers": 1}})
+    spec = plan_experiment(cfg)[0]
+    with pytest.raises(ConfigError, match="train.workers: 0"):
+        search_module.tune_search(cfg, "s", spec, SearchConfig.model_validate(spec["search"]), {}, {}, {}, tmp_path)
