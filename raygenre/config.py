@@ -22,7 +22,7 @@ from raygenre.errors import ConfigError
 from raygenre.search_config import SearchConfig, apply_search_overlay
 
 STUDY_EXPERIMENTS = ("exp1", "exp2", "exp3", "exp4")  # what `sweep all` runs
-SEARCH_EXPERIMENTS = ("search-xgboost", "search-cnn", "search-finetune")  # hyperparameter searches (sweeps/search-*.yaml)
+SEARCH_EXPERIMENTS = ("search-xgboost", "search-cnn", "search-finetune")  # hyperparameter searches: search-*.yaml
 BEYOND_EXPERIMENTS = ("exp5",)  # beyond the study, not in `sweep all`: pretrained encoders (sweeps/exp5.yaml)
 EXPERIMENTS = STUDY_EXPERIMENTS + SEARCH_EXPERIMENTS + BEYOND_EXPERIMENTS
 PROFILES = ("quick", "paper")
