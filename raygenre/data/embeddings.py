@@ -122,12 +122,13 @@ def _embed(spec: dict, shard_dir: RunPath, representation: str, target: RunPath,
     table_rows = load_table(shard_dir, representation, columns=[id_column]).num_rows
     # An actor costs seconds to start (torch, transformers, the weights): no more actors than 64-clip lots.
     actors = max(1, min(int(gpus) if gpus >= 1 else min(cpus, 4), -(-table_rows // ACTOR_ROWS)))
-    # The rows are read here with pyarrow and handed over as in-process blocks (``from_items``): a
-    # ``read_parquet`` lists files in a task that needs a free CPU, and the actor pool may hold every CPU
-    # (the same reason the write asks for none).
+    # The rows are read here with pyarrow and handed over as Arrow blocks of 4 batches (``from_arrow``, no
+    # Python copy of the audio): a ``read_parquet`` lists files in a task that needs a free CPU, and the
+    # actor pool may hold every CPU (the same reason the write asks for none).
     table = load_table(shard_dir, representation, columns=[id_column, "label", "waveform"]
                        + (["clip_id"] if id_column != "clip_id" else []))
-    ds = ray.data.from_items(table.to_pylist(), override_num_blocks=max(1, -(-table.num_rows // (4 * EMBED_BATCH))))
+    block = 4 * EMBED_BATCH
+    ds = ray.data.from_arrow([table.slice(i, block) for i in range(0, max(table.num_rows, 1), block)])
     ds = ds.map_batches(EmbeddingWorker, fn_constructor_args=(entry.builder, params, spec.get("weights"),
                                                               shard_rate(shard_dir)),
                         batch_size=EMBED_BATCH, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
