@@ -12,7 +12,7 @@ from raygenre.train.local_run import PAPER_TRAIN, run_local
 RESNET = {"name": "resnet18", "family": "spectrogram", "variant": "last_then_all", "params": {"head_epochs": 2}}
 
 
-def _rows(n: int, seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def _rows(n: int, seed: int, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = np.arange(n) % 10
     x = rng.integers(0, 64, (n, size, size, 3), dtype=np.uint8) + (y[:, None, None, None] * 19).astype(np.uint8)
@@ -64,13 +64,13 @@ def test_policy_by_time_overhead_phase_and_end():
 
 def test_large_every_s_writes_only_at_phase_change_and_end_and_reports_every_epoch(tmp_path):
     log: list = []
-    final = run_local(RESNET, _train(1e9), _rows(24, 0), _rows(10, 1), str(tmp_path / "ck"),
+    final = run_local(RESNET, _train(1e9), _rows(16, 0), _rows(10, 1), str(tmp_path / "ck"),
                       session_hook=_watch(log))
     assert [e for e, _ in log] == [1, 2, 3, 4]                        # a report per epoch
     assert [e for e, wrote in log if wrote] == [2, 4]                 # the unfreeze after epoch 2, the end
     assert final["checkpoint_writes"] == 2 and final["checkpoint_bytes"] > 0 and final["checkpoint_s"] > 0
     every: list = []
-    again = run_local(RESNET, _train(0), _rows(24, 0), _rows(10, 1), str(tmp_path / "every"),
+    again = run_local(RESNET, _train(0), _rows(16, 0), _rows(10, 1), str(tmp_path / "every"),
                       session_hook=_watch(every))
     assert [e for e, wrote in every if wrote] == [1, 2, 3, 4] and again["checkpoint_writes"] == 4
     # the policy changes when state is written, never what is trained
@@ -82,11 +82,11 @@ def test_a_killed_trial_resumes_from_its_last_checkpoint_and_matches_an_uninterr
     folder = str(tmp_path / "ck")
     log: list = []
     with pytest.raises(Kill):  # killed while reporting epoch 4: the last checkpoint is the phase change's
-        run_local(RESNET, _train(1e9, 5), _rows(24, 0), _rows(10, 1), folder, session_hook=_watch(log, kill_at=4))
+        run_local(RESNET, _train(1e9, 5), _rows(16, 0), _rows(10, 1), folder, session_hook=_watch(log, kill_at=4))
     assert log == [(1, False), (2, True), (3, False)]
-    resumed = run_local(RESNET, _train(1e9, 5), _rows(24, 0), _rows(10, 1), folder)
+    resumed = run_local(RESNET, _train(1e9, 5), _rows(16, 0), _rows(10, 1), folder)
     assert resumed["resumed_from_epoch"] == 2
     assert [(h["epoch"], h["attempt"]) for h in resumed["history"]] == [(1, 1), (2, 1), (3, 2), (4, 2), (5, 2)]
-    whole = run_local(RESNET, _train(1e9, 5), _rows(24, 0), _rows(10, 1), str(tmp_path / "whole"))
+    whole = run_local(RESNET, _train(1e9, 5), _rows(16, 0), _rows(10, 1), str(tmp_path / "whole"))
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
     assert resumed["pred"] == whole["pred"]
