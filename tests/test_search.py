@@ -112,6 +112,9 @@ def test_search_records_every_trial_on_validation_clips_refits_the_best_and_resu
         old = json.loads(line)
         assert sum(r["trial_key"] == old["trial_key"] for r in lines) == 1
     assert len([r for r in lines if (r.get("search") or {}).get("role") == "trial"]) == 4
+    kept_configs = [json.loads(line)["search"]["config"] for line in kept]
+    assert not [r for r in trials2 if r["trial_key"] not in {json.loads(k)["trial_key"] for k in kept}
+                and r["search"]["config"] in kept_configs]     # Optuna did not replay the kept configurations
 
 
 def _all_ids(csv: Path) -> list[str]:
