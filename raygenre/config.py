@@ -154,13 +154,16 @@ class ModelSpec(Strict):
 
     @model_validator(mode="after")
     def _known(self) -> ModelSpec:
-        from raygenre.models.registry import resolve_variant
+        from raygenre.models.registry import get_model, resolve_variant
 
         try:
             variant = resolve_variant(self.name, self.variant)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         object.__setattr__(self, "variant", variant)
+        if self.search is not None and self.search.validation == "kfold" and \
+                get_model(self.name).family != "tabular":
+            raise ValueError("search.validation: kfold is for feature models (a deep net would train once per fold)")
         for block, model in (("train", TrainConfig), ("weights", WeightsConfig)):
             overlay = getattr(self, block)
             unknown = sorted(set(overlay) - set(model.model_fields))

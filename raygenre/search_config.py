@@ -89,6 +89,10 @@ class SearchConfig(_Strict):
     max_concurrent: int | None = Field(None, ge=1)
     seed: int = 0
     report_every: int = Field(1, ge=1)  # boosting rounds per report (XGBoost); epochs always report each
+    # holdout: one stratified carve of the training clips (or fault_filtered's valid list) scores every report;
+    # kfold (feature models): out-of-fold predictions over every training clip, one score per trial
+    validation: Literal["holdout", "kfold"] = "holdout"
+    folds: int = Field(5, ge=2, le=20)
 
     @field_validator("space")
     @classmethod
@@ -107,6 +111,12 @@ class SearchConfig(_Strict):
     def _consistent(self) -> SearchConfig:
         if self.mode is None:
             object.__setattr__(self, "mode", "max" if self.metric == "valid_accuracy" else "min")
+        if self.validation == "kfold" and self.scheduler.name != "none":
+            raise ValueError("validation: kfold scores a trial once, out of fold, so no scheduler can stop it; "
+                             "set scheduler: {name: none}")
+        if self.validation == "kfold" and self.metric != "valid_accuracy":
+            raise ValueError("validation: kfold scores accuracy (the out-of-fold predictions); set metric: "
+                             "valid_accuracy")
         grids = [k for k, s in self.space.items() if "grid" in s]
         if grids and self.algorithm != "random":
             raise ValueError(f"space.{grids[0]}: grid values need algorithm: random (Optuna samples, it does "

@@ -39,6 +39,7 @@ def _search_records(records: list[dict]) -> tuple[list[dict], list[dict]]:
     ({"search": {"space": {"params.gamma": {"uniform": ["low", 1.0]}}}}, "bound 'low' is not a number"),
     ({"search": {"space": {"train.warmup": {"uniform": [0, 1]}}}}, "train.warmup: unknown key"),
     ({"search": {"space": {"params.max_depth": {"grid": [3, 6]}}}}, "grid values need algorithm: random"),
+    ({"search": {"validation": "kfold"}}, "no scheduler can stop it"),
 ])
 def test_a_bad_search_block_is_one_sentence_naming_the_yaml_path(override, where):
     with pytest.raises(ConfigError) as err:
@@ -225,3 +226,24 @@ def test_asha_over_ray_train_workers_without_the_state_api_is_refused(monkeypatc
     spec = plan_experiment(cfg)[0]
     with pytest.raises(ConfigError, match="train.workers: 0"):
         search_module.tune_search(cfg, "s", spec, SearchConfig.model_validate(spec["search"]), {}, {}, {}, tmp_path)
+
+
+def test_kfold_validation_folds_only_the_training_clips():
+    from raygenre.search_config import SearchConfig
+    from raygenre.train.plan import plan_experiment
+    from raygenre.train.search_space import evaluation_ids, kfold_rows
+
+    cfg = load_experiment("search-xgboost", "quick", {"search": {"validation": "kfold", "folds": 4,
+                                                                 "scheduler": {"name": "none"}}})
+    spec = plan_experiment(cfg)[0]
+    search = SearchConfig.model_validate(spec["search"])
+    ids = sorted(make_feature_table(clips_per_genre=10).index)
+    split = make_split(ids, "paper", 0, 0.2)
+    folds = kfold_rows(spec, ids, search)
+    held = [i for _, h in folds for i in h]
+    assert len(folds) == 4 and sorted(held) == sorted(split.train) and not set(held) & set(split.test)
+    assert all(not set(fit) & set(h) and len(fit) + len(h) == len(split.train) for fit, h in folds)
+    assert evaluation_ids(spec, ids, search) == held
+    with pytest.raises(ConfigError, match="kfold is for feature models"):
+        load_experiment("search-cnn", "quick", {"search": {"validation": "kfold", "scheduler": {"name": "none"},
+                                                           "metric": "valid_accuracy"}})

@@ -61,17 +61,17 @@ def recorded_trials(run_dir: RunPath, search_id: str) -> dict[int, dict]:
     return out
 
 
-def evaluation_clips(spec: dict, inputs: dict) -> tuple[list[str], list[str]]:
+def evaluation_clips(spec: dict, inputs: dict, search: SearchConfig) -> tuple[list[str], list[str]]:
     """(validation clip ids, their genres) a search trial of ``spec`` is scored on, in report order."""
     from raygenre.data.gtzan import genre_of
-    from raygenre.train.trial import select_rows
+    from raygenre.train.search_space import evaluation_ids
 
     rep = inputs[spec["representation"]]
     if hasattr(rep, "index"):  # the feature table
-        ids = select_rows(spec, sorted(rep.index))[1]
-        return list(ids), [str(g) for g in rep.loc[ids, "label"]]
-    ids = select_rows(spec, list(rep["ids"]))[1]
-    return list(ids), [genre_of(i) for i in ids]
+        ids = evaluation_ids(spec, sorted(rep.index), search)
+        return ids, [str(g) for g in rep.loc[ids, "label"]]
+    ids = evaluation_ids(spec, list(rep["ids"]), search)
+    return ids, [genre_of(i) for i in ids]
 
 
 class SearchRecorder(tune.Callback):
@@ -204,7 +204,7 @@ def tune_search(cfg: ExperimentConfig, study: str, spec: dict, search: SearchCon
         scheduler = ASHAScheduler(time_attr="step", max_t=max_budget(base, search),
                                   grace_period=search.scheduler.grace_period,
                                   reduction_factor=search.scheduler.reduction_factor)
-    recorder = SearchRecorder(run_dir, study, base, search, settings, evaluation_clips(base, inputs),
+    recorder = SearchRecorder(run_dir, study, base, search, settings, evaluation_clips(base, inputs, search),
                               max(done, default=-1) + 1, total)
     slug = f"{spec['model']}-{spec['variant']}-{config_hash(spec['trial_key'], 8)}"
     tuner = tune.Tuner(

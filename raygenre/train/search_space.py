@@ -127,6 +127,32 @@ def max_budget(spec: dict, search: SearchConfig) -> int:
     return max(candidates)
 
 
+def kfold_rows(spec: dict, ids: list[str], search: SearchConfig) -> list[tuple[list[str], list[str]]]:
+    """``validation: kfold``: (fit ids, held-out ids) of each stratified fold of the split's training clips.
+
+    Only the training clips are folded (the test clips never enter); the folds are drawn from the split seed
+    and the search seed, so every trial of a search sees the same folds.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    from raygenre.data.gtzan import genre_of
+    from raygenre.train.trial import select_rows
+
+    train = sorted(set(select_rows({**spec, "evaluate_on": "test"}, ids)[0]))
+    folds = StratifiedKFold(search.folds, shuffle=True, random_state=int(spec["split"]["seed"]) * 1000 + search.seed)
+    return [([train[i] for i in fit], [train[i] for i in held])
+            for fit, held in folds.split(train, [genre_of(i) for i in train])]
+
+
+def evaluation_ids(spec: dict, ids: list[str], search: SearchConfig) -> list[str]:
+    """The clips a search trial's predictions are for, in report order (never a test clip)."""
+    from raygenre.train.trial import select_rows
+
+    if search.validation == "kfold":
+        return [i for _, held in kfold_rows(spec, ids, search) for i in held]
+    return list(select_rows(spec, ids)[1])
+
+
 def trial_base(spec: dict) -> dict:
     """The spec a search trial starts from: scored on validation clips, the last epoch, nothing kept.
 

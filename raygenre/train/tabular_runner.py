@@ -59,6 +59,12 @@ def run_tabular(spec: dict, table: pd.DataFrame, settings: dict, *, device: str 
 
     # 1. Rows: the split, then the bootstrap resample or training fraction.
     train_ids, eval_ids = select_rows(spec, sorted(table.index))
+    return fit_rows(spec, table, settings, train_ids, eval_ids, device=device)
+
+
+def fit_rows(spec: dict, table: pd.DataFrame, settings: dict, train_ids: list[str], eval_ids: list[str], *,
+             device: str = "cpu") -> dict:
+    """Steps 2-4 of :func:`run_tabular` on given rows (a search's k-fold trials fit each fold with it)."""
     # 2. Inputs: the named feature set; labels as GTZAN indices.
     columns = list(feature_columns(spec["feature_set"]))
     X_train = table.loc[train_ids, columns].to_numpy(np.float32)
