@@ -199,8 +199,8 @@ def _plan(weights: str, name_or_path: str, cache_dir: str | None, offline: bool 
 
 
 def weights_revision(kind: str, source: str, cache_dir: str | None) -> str:
-    """What identifies the weights in a cache key: the hub snapshot's commit, a local folder's content hash,
-    or ``random``. A download has no snapshot yet, so it is resolved after the files land."""
+    """What identifies the weights in a cache key: the hub snapshot's commit (for a download, the commit the
+    hub serves now), a local folder's content hash, or ``random``."""
     import hashlib
 
     if kind.startswith("random"):
@@ -213,8 +213,13 @@ def weights_revision(kind: str, source: str, cache_dir: str | None) -> str:
                 digest.update(item.read_bytes())
         return "sha256:" + digest.hexdigest()[:16]
     cached = _cached_weights(source, cache_dir)
-    if cached is None:
-        return "unresolved"
+    if cached is None:  # to be downloaded: the hub's current commit is what the download will fetch
+        try:
+            from huggingface_hub import HfApi
+
+            return str(HfApi().model_info(source).sha)
+        except Exception:  # noqa: BLE001 -- any hub failure: the download itself will say what went wrong
+            return "unresolved"
     parts = Path(cached).parts
     return parts[parts.index("snapshots") + 1] if "snapshots" in parts else "unknown"
 

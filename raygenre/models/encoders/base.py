@@ -14,7 +14,6 @@ silently gives random layers.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -26,8 +25,6 @@ from raygenre.models.wav2vec2_weights import TINY_BACKBONE, HubModel, plan_weigh
 WINDOW_BATCH = 8
 #: Random encoders are drawn from this seed wherever they are built (stage, predict), so both see the same.
 ENCODER_SEED = 0
-PARAM_KEYS = ("backbone", "window_seconds", "hop_seconds", "layer", "hidden", "dropout", "chunk_seconds",
-              "sample_rate")
 
 
 def sliding_windows(wave: torch.Tensor, window: int, hop: int) -> torch.Tensor:
@@ -141,9 +138,3 @@ def settle(encoder: FrozenEncoder, description: str, revision: str) -> FrozenEnc
     encoder.facts = {"weights": description, "revision": revision, "backbone_params": param_count(encoder)}
     return encoder
 
-
-def window_count(seconds: float, window_seconds: float | None, hop_seconds: float | None) -> int:
-    if window_seconds is None or seconds <= window_seconds:
-        return 1
-    hop = hop_seconds or window_seconds
-    return math.ceil((seconds - window_seconds) / hop) + 1
