@@ -279,3 +279,20 @@ def test_report_section_sets_encoders_beside_published_figures_with_paired_tests
     pair = next(line for line in text.splitlines() if line.startswith("| mert mlp (fault_filtered)"))
     assert "xgboost: +27.6" in pair and "+24.1" in pair and "p <0.001 (n=290)" in pair
     assert figure and (tmp_path / figure).is_file() and "Per-layer" in text
+
+
+def test_clap_loads_its_audio_tower_from_a_whole_clap_checkpoint(tmp_path):
+    """The hub's CLAP repos hold the whole model: the audio tower loads, the text tower's keys are left over."""
+    import transformers as tf
+
+    from raygenre.models.encoders import clap
+
+    text = tf.ClapTextConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=20, projection_dim=16, max_position_embeddings=40)
+    torch.manual_seed(3)
+    whole = tf.ClapModel(tf.ClapConfig(text_config=text.to_dict(), audio_config=clap.TINY_CONFIG, projection_dim=16))
+    whole.save_pretrained(tmp_path)
+    tf.ClapFeatureExtractor(**clap.TINY_FE).save_pretrained(tmp_path)
+    encoder = clap.build({"backbone": str(tmp_path)}, {"source": "pretrained"})
+    torch.testing.assert_close(encoder.net.audio_projection.linear1.weight, whole.audio_projection.linear1.weight)
+    assert encoder.embed(torch.randn(2, 48_000 * 3) * 0.1).shape == (2, 1, 16)
