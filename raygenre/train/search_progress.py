@@ -126,13 +126,12 @@ def search_trial(config: dict, base: dict, inputs: dict, settings: dict) -> None
         from raygenre.train.tabular_runner import fit_rows
 
         table = inputs[spec["representation"]]
-        pred, n_train = [], []
+        pred, truth, n_train = [], [], []
         for fit_ids, held_ids in kfold_rows(spec, sorted(table.index), search):
             result = fit_rows(spec, table, settings, fit_ids, held_ids, device=device)
             pred += [GENRE_INDEX[g] for g in result["test"]["y_pred"]]
+            truth += [GENRE_INDEX[g] for g in result["test"]["y_true"]]
             n_train.append(result["n_train"])
-        truth = [GENRE_INDEX[g] for g in table.loc[[i for _, h in kfold_rows(spec, sorted(table.index), search)
-                                                     for i in h], "label"]]
         tune.report({"step": budget, "budget": budget, "valid_accuracy": float(np.mean(np.equal(pred, truth))),
                      "valid_loss": float("nan"), "pred": pred, "n_train": int(round(np.mean(n_train)))})
         return
