@@ -108,7 +108,7 @@ done.set()
 records = read_records(run_dir)
 print(json.dumps({"request": resources_for(cfg, trials)({"trial": trials[0]}), "lowest_free_gpu": low[0],
                   "pids": sorted({r["resources"]["pid"] for r in records}),
-                  "status": [r["status"] for r in records], "device": [r["resources"]["gpu"] for r in records]}))
+                  "status": [r["status"] for r in records], "timings": [r["timings"] for r in records]}))
 """
 
 
@@ -122,6 +122,11 @@ def test_four_quarter_gpu_trials_share_one_logical_gpu_at_once(tmp_path):
     assert out["status"] == ["ok"] * 4
     assert out["lowest_free_gpu"] == 0.0          # four quarter-GPU trials held the one GPU at the same time
     assert len(out["pids"]) == 4                   # in four trial processes (actors are reused when idle)
+    for timings in out["timings"]:                 # the records say what checkpoints and data-once cost
+        # at the end, and after epoch 1 when the small CNN's write costs <= 5 % of its training (max_overhead)
+        assert timings["checkpoint_writes"] in (1, 2)
+        assert timings["checkpoint_bytes"] > 0 and timings["checkpoint_s"] > 0
+        assert timings["data_once_s"] >= 0
 
 
 def test_paper_profile_packs_quarter_gpus_and_plans_gpu_work_first():
