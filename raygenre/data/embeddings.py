@@ -96,6 +96,7 @@ class EmbeddingWorker:
         out = {k: batch[k] for k in batch if k != "waveform"}
         out["embedding"] = np.array([f.tobytes() for f in feats], dtype=object)
         out["shape"] = np.array([json.dumps(list(f.shape)) for f in feats], dtype=object)
+        out["encoder_params"] = np.full(len(feats), int(self.model.facts.get("backbone_params", 0)), dtype=np.int64)
         return out
 
 
@@ -134,16 +135,12 @@ def _embed(spec: dict, shard_dir: RunPath, representation: str, target: RunPath,
                         batch_size=EMBED_BATCH, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
                         **({"num_gpus": 1} if gpus >= 1 else {"num_cpus": 1}))
     ds.write_parquet(target.path, filesystem=target.fs, concurrency=actors, ray_remote_args={"num_cpus": 0})
-    rows = load_table(target.parent, target.name, columns=[id_column]).num_rows
-    return rows, encoder_facts(spec)
-
-
-def encoder_facts(spec: dict) -> dict[str, Any]:
-    """Where the encoder came from (the records' ``weights``), its revision and parameter count (built here,
-    on the meta device where the builder allows, else on the CPU: tiny and base configs are cheap to count)."""
-    entry = get_encoder(encoder_of(spec))
-    model = resolve_builder(entry.builder)(encoder_params(spec), spec.get("weights"))
-    return dict(model.facts)
+    written = load_table(target.parent, target.name, columns=[id_column, "encoder_params"])
+    settings = embedding_settings(spec)
+    # where the encoder came from (the records' ``weights``), its revision, and its size as the actors counted it
+    params = written.column("encoder_params")[0].as_py() if written.num_rows else 0
+    return written.num_rows, {"weights": settings["weights"], "revision": settings["revision"],
+                              "backbone_params": int(params)}
 
 
 def ensure_embeddings(shard_dir: str | Path | RunPath, trials: list[dict], data_hash: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Kept deep models: spectrogram nets and Wav2Vec2 rows as safetensors plus ``model.json``, and their predict path.
+"""Kept deep models: spectrogram nets, Wav2Vec2 rows and encoder probes as safetensors plus ``model.json``, and
+their predict path.
 
 What is stored, by what the trial trained (``network.contains`` in ``model.json``):
 
