@@ -296,3 +296,13 @@ def test_clap_loads_its_audio_tower_from_a_whole_clap_checkpoint(tmp_path):
     encoder = clap.build({"backbone": str(tmp_path)}, {"source": "pretrained"})
     torch.testing.assert_close(encoder.net.audio_projection.linear1.weight, whole.audio_projection.linear1.weight)
     assert encoder.embed(torch.randn(2, 48_000 * 3) * 0.1).shape == (2, 1, 16)
+
+
+def test_an_unknown_probe_param_stops_the_sweep_before_any_work(tmp_path, capsys):
+    from raygenre.sweep import main
+
+    rows = "[{name: mert, variant: mlp, params: {backbone: tiny, width: 3}}]"
+    assert main(["exp5", "--storage", str(tmp_path / "runs"), "--set", f"models={rows}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown params key 'width' for the mert probes" in err
+    assert not (tmp_path / "runs").exists()

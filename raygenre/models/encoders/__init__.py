@@ -9,10 +9,16 @@ from typing import Any
 
 def preflight(name: str, source: str, weights_dir: str | None, params: dict[str, Any] | None = None) -> str:
     """The driver's weights check of an encoder's probe model: where its weights will come from (loads none)."""
-    from raygenre.models.registry import get_encoder, get_model, resolve_builder
+    from raygenre.errors import ConfigError
+    from raygenre.models.registry import PROBE_ONLY_PARAMS, get_encoder, get_model, resolve_builder
 
+    params = dict(params or {})
+    known = (*PROBE_ONLY_PARAMS, "backbone", "window_seconds")
+    unknown = sorted(set(params) - set(known))
+    if unknown:  # before any work, not in every trial
+        raise ConfigError(f"unknown params key '{unknown[0]}' for the {name} probes: they take {', '.join(known)}.")
     encoder = get_encoder(get_model(name).encoder or name)
-    return resolve_builder(encoder.settings)(dict(params or {}), {"source": source, "dir": weights_dir})["weights"]
+    return resolve_builder(encoder.settings)(params, {"source": source, "dir": weights_dir})["weights"]
 
 
 def entry_for(build: dict, network: dict | None = None) -> Any:
