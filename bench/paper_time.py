@@ -24,6 +24,9 @@ pyarrow and pydantic unimportable)::
     .venv/bin/python bench/paper_time.py overhead --trials 4 --epochs 3
     python bench/paper_time.py loop --device cuda --json out.json      # on a GPU machine with only torch
     .venv/bin/python bench/paper_time.py loop --smoke
+    .venv/bin/python bench/paper_time.py memory        # per-row GPU memory, counted on a CPU
+
+**``memory``** counts, without a GPU, what each row holds at paper settings (see :func:`memory_rows`).
 """
 
 from __future__ import annotations
@@ -153,6 +156,51 @@ def run_loop(args: argparse.Namespace) -> list[dict]:
     return out
 
 
+def memory_rows(args: argparse.Namespace) -> list[dict]:
+    """Per row, without a GPU: the trained state (fp32 weights, gradients and Adam's two moments of what trains,
+    fp32 weights of a frozen trunk), the tensors autograd keeps for backward in one bf16-autocast training step
+    of ``--batch`` images (counted by a saved-tensors hook on the CPU), and the training set held on the
+    device. Their sum plus ~1 GiB of CUDA context and cuDNN workspace is the estimate ``gpu_share`` rests on."""
+    from raygenre.models.network_state import build_model
+
+    out = []
+    saved = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[0] += t.numel() * t.element_size()
+        return t
+
+    for exp, name, variant, _, params in ROWS:
+        model = build_model({"name": name, "family": "spectrogram", "variant": variant, "params": dict(params)},
+                            {"source": "random"}, 0)
+        model.set_epoch(10**6)  # the last phase: everything that ever trains does
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        state = 4 * total + (3 * 4 + 2) * trainable  # + autocast's bf16 copies of the trained weights
+        saved[0] = 0
+        x = torch.as_tensor(_images(args.batch, args.size, 0)[0])
+        trunk = model.frozen_trunk()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", torch.bfloat16):
+            inputs = model.model_input({"image": x})
+            if trunk is not None:  # the loop trains the head on cached trunk activations
+                with torch.no_grad():
+                    inputs = trunk(inputs).float()
+            (model.head() if trunk is not None else model)(inputs).float().sum().backward()
+        rows = args.clips * (6 if exp == "exp2" else 1)
+        data = rows * args.size * args.size * 3  # uint8 images held on the device (data once)
+        if trunk is not None:  # and the trunk's float32 activations of every training row, cached once
+            data += rows * inputs[0].numel() * 4
+        gib = (state + saved[0] + data) / 2**30
+        item = {"experiment": exp, "model": name, "variant": variant, "params": total, "trainable": trainable,
+                "state_gib": round(state / 2**30, 2), "activations_gib": round(saved[0] / 2**30, 2),
+                "data_gib": round(data / 2**30, 2), "estimate_gib": round(gib + 1.0, 2)}
+        out.append(item)
+        print(f"{exp} {name:8s} {variant:13s} params {total / 1e6:6.1f} M (trainable {trainable / 1e6:6.1f} M): "
+              f"state {item['state_gib']:5.2f} + saved activations {item['activations_gib']:5.2f} + data "
+              f"{item['data_gib']:4.2f} + ~1 GiB context -> {item['estimate_gib']:5.2f} GiB", flush=True)
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # (a) per-trial fixed costs through the real path (Ray)
 # --------------------------------------------------------------------------------------------------
@@ -251,12 +299,16 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--size", type=int, default=128)
     b.add_argument("--clips", type=int, default=800)
     b.add_argument("--threads", type=int, default=max(1, min(16, os.cpu_count() or 1)))
-    for q in (a, b):
+    m = sub.add_parser("memory", help="per-row GPU memory estimate from parameters and saved activations (CPU)")
+    m.add_argument("--batch", type=int, default=32)
+    m.add_argument("--size", type=int, default=128)
+    m.add_argument("--clips", type=int, default=800)
+    for q in (a, b, m):
         q.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     started = time.perf_counter()
-    results = run_overhead(args) if args.part == "overhead" else run_loop(args)
+    results = {"overhead": run_overhead, "loop": run_loop, "memory": memory_rows}[args.part](args)
     if args.json:
         machine = {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
