@@ -215,6 +215,8 @@ VARIANTS = [  # (label, train overrides, resources overrides)
     ("+ loop in the trial (workers 0)", {"workers": 0, "gpu_share": 1.0}, {}),
     ("+ packing (gpu_share 0.25)", {"workers": 0, "gpu_share": 0.25}, {}),
 ]
+#: the first way once more at the end: how far the same run moves between repeats on this machine
+AGAIN = ("before, again (the noise of this machine)", *VARIANTS[0][1:])
 
 
 def _write_shards(root: Path, clips_per_genre: int, size: int) -> list[str]:
@@ -253,7 +255,7 @@ def run_overhead(args: argparse.Namespace) -> list[dict]:
     out = []
     print(f"{args.trials} trials x {args.epochs} epochs of {args.model}, {len(ids)} clips of {args.size} px; "
           f"Ray with {args.cpus} CPUs and 1 logical GPU on {os.cpu_count()} cores ({platform.processor() or '?'})")
-    for k, (label, train, resources) in enumerate(VARIANTS):
+    for k, (label, train, resources) in enumerate(VARIANTS + [AGAIN]):
         name, variant = args.model.split(":")
         cfg = ExperimentConfig.model_validate({
             "experiment": "exp1", "prepare": {"representations": ["mel"]},
