@@ -17,7 +17,6 @@ schedulers that stop trials by epoch (ASHA) see every epoch. Pure Python: no Ray
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -67,14 +66,6 @@ class CheckpointPolicy:
     def summary(self) -> dict[str, float]:
         return {"checkpoint_writes": self.writes, "checkpoint_bytes": self.bytes,
                 "checkpoint_s": round(self.seconds, 4)}
-
-
-def folder_bytes(folder: str) -> int:
-    """Bytes of the files under ``folder``."""
-    total = 0
-    for root, _, files in os.walk(folder):
-        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
-    return total
 
 
 def state_nbytes(model: Any, optimizer: Any) -> int:
