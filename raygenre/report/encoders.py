@@ -122,8 +122,10 @@ def encoder_section(records: list[dict], layers_figure: str | None = None) -> st
     for key, res in sorted(results.items(), key=lambda kv: (kv[0].split, -kv[1].accuracy)):
         lo, hi = res.ci
         published, protocol = PUBLISHED.get((key.model, key.variant), ("", ""))
-        rows.append([key.model, key.variant, key.split, len(res.seeds), f"{pct(res.accuracy)}", interval(lo, hi),
-                     _layer_of(res), _weights(res), published or "—", protocol or "—"])
+        spread = f" ± {100 * res.std:.1f}" if len(res.seeds) > 1 else ""  # across seeds, as EVAR reports
+        rows.append([key.model, key.variant, key.split, len(res.seeds), f"{pct(res.accuracy)}{spread}",
+                     interval(lo, hi), pct(res.macro_f1), _layer_of(res), _weights(res), published or "—",
+                     protocol or "—"])
         best, w2v = _references(records, key.split)
         if key.model != "wav2vec2":
             ref = w2v.get(key.variant) or next(iter(w2v.values()), None)
@@ -133,11 +135,11 @@ def encoder_section(records: list[dict], layers_figure: str | None = None) -> st
     out = [TITLE, "",
            "Frozen encoders, embeddings cached once per clip, linear (logistic regression) and MLP probes; the layer, "
            "learning rate and weight decay chosen on validation clips only, then one fit scored once on test. "
-           "Accuracy: mean over split seeds; interval: 95 % Wilson interval of the pooled test predictions. The "
-           "published figures are on GTZAN's fault-filtered split with 30 s clips; a row on another split or "
-           "from random weights is not comparable with them.", "",
-           table(["encoder", "probe", "split", "seeds", "accuracy %", "95 % CI", "layer chosen", "weights",
-                  "published %", "published protocol"], rows), ""]
+           "Accuracy: mean (± standard deviation) over split seeds; interval: 95 % Wilson interval of the pooled "
+           "test predictions. The published figures are on GTZAN's fault-filtered split with 30 s clips; a row "
+           "on another split or from random weights is not comparable with them.", "",
+           table(["encoder", "probe", "split", "seeds", "accuracy %", "95 % CI", "macro-F1 %", "layer chosen",
+                  "weights", "published %", "published protocol"], rows), ""]
     if pairs:
         out += ["### Paired tests on the same test clips", "",
                 "Accuracy difference (percentage points, encoder minus reference) with its paired bootstrap 95 % "
