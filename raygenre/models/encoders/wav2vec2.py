@@ -16,6 +16,8 @@ from raygenre.models.wav2vec2_weights import DEFAULT_BACKBONE, WAV2VEC2, weights
 from raygenre.models.wav2vec2_weights import _plan as plan_backbone
 
 SAMPLE_RATE = 16_000
+LONG_CLIP = 10 * SAMPLE_RATE  # longer clips go through the backbone LONG_BATCH at a time
+LONG_BATCH = 2
 
 
 class Wav2Vec2Encoder(FrozenEncoder):
@@ -31,7 +33,11 @@ class Wav2Vec2Encoder(FrozenEncoder):
         nonzero = wave != 0
         last = wave.shape[1] - torch.flip(nonzero, dims=[1]).float().argmax(dim=1)
         lengths = torch.where(nonzero.any(dim=1), last, torch.full_like(last, wave.shape[1]))
-        return self.classifier.embed(normalize_clip(wave, wave.shape[1], lengths=lengths))
+        x = normalize_clip(wave, wave.shape[1], lengths=lengths)
+        if x.shape[1] <= LONG_CLIP:
+            return self.classifier.embed(x)
+        # 30 s clips two at a time: base Wav2Vec2 keeps ~0.6 GB of activations per 30 s clip
+        return torch.cat([self.classifier.embed(x[i:i + LONG_BATCH]) for i in range(0, len(x), LONG_BATCH)])
 
 
 def build(params: dict[str, Any] | None, weights: dict[str, Any] | None) -> Wav2Vec2Encoder:
