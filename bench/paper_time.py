@@ -254,7 +254,7 @@ def run_overhead(args: argparse.Namespace) -> list[dict]:
     inputs = {"mel": {"shard_dir": str(root / "shards"), "ids": ids}}
     out = []
     print(f"{args.trials} trials x {args.epochs} epochs of {args.model}, {len(ids)} clips of {args.size} px; "
-          f"Ray with {args.cpus} CPUs and 1 logical GPU on {os.cpu_count()} cores ({platform.processor() or '?'})")
+          f"Ray with {args.cpus} CPUs and 1 logical GPU on {os.cpu_count()} cores ({platform.machine()})")
     for k, (label, train, resources) in enumerate(VARIANTS + [AGAIN]):
         name, variant = args.model.split(":")
         cfg = ExperimentConfig.model_validate({
