@@ -1,4 +1,4 @@
-"""``python -m raygenre.sweep {exp1,exp2,exp3,exp4,all}``: every trial of an experiment on Ray Tune.
+"""``python -m raygenre.sweep {exp1,exp2,exp3,exp4,all,exp5,search-*}``: every trial of an experiment on Ray Tune.
 
 Locally it starts a Ray of its own; under ``ray job submit`` (``RAY_ADDRESS`` set) or with ``--address``
 it attaches to the cluster. Each finished trial's record is appended by the driver as it arrives, so a killed
@@ -108,8 +108,8 @@ def check_weights_early(configs: list[ExperimentConfig]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m raygenre.sweep", description=__doc__.splitlines()[0])
-    p.add_argument("experiment", help="exp1, exp2, exp3, exp4, all (exp1-exp4), or a search: search-xgboost, "
-                                      "search-cnn, search-finetune")
+    p.add_argument("experiment", help="exp1, exp2, exp3, exp4, all (exp1-exp4), exp5 (pretrained encoders, beyond "
+                                      "the study), or a search: search-xgboost, search-cnn, search-finetune")
     p.add_argument("--data", help="'synthetic' or a GTZAN folder (default from the config: synthetic)")
     p.add_argument("--features-csv", help="a Kaggle features_30_sec.csv to use instead of audio features")
     p.add_argument("--profile", default="quick", help="quick (minutes on a laptop) or paper (the study's)")
