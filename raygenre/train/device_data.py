@@ -103,6 +103,8 @@ def row_batches(rows: Any, batch_size: int, device: torch.device, seed: int | No
     cuda = device.type == "cuda"
     stream = rows.iter_torch_batches(batch_size=batch_size, device="auto" if cuda else "cpu", pin_memory=cuda,
                                      prefetch_batches=2)
+    # "auto" is the worker's device inside Ray Train only: in the Tune trial itself (workers: 0) it is the CPU
+    stream = ({k: v.to(device, non_blocking=True) for k, v in batch.items()} for batch in stream)
     yield from (stream if seed is None else shuffle_windows(stream, batch_size, window_size(batch_size), seed))
 
 
