@@ -22,7 +22,8 @@ from predict_checks import assert_predictions_match_records  # noqa: E402
 TINY = ["--data", "synthetic", "--no-report",
         "--set", "data.synthetic.clips_per_genre=2", "--set", "data.synthetic.seconds=3",
         "--set", "prepare.clip_seconds=3", "--set", "prepare.min_seconds=1", "--set", "prepare.mel.size=64",
-        "--set", "split.test_fraction=0.5", "--set", "train.epochs=1", "--set", "train.batch_size=10"]
+        "--set", "split.test_fraction=0.5", "--set", "train.epochs=1", "--set", "train.batch_size=10",
+        "--set", "model_train.cnn.epochs=1", "--set", "model_train.crnn.epochs=1"]  # quick trains these longer
 EXP1_ROWS = {("cnn", "default"), ("crnn", "default"), ("resnet18", "last_then_all"), ("resnet18", "finetune_all"),
              *((net, v) for net in ("alexnet", "vgg16") for v in ("fc6", "fc7", "fc8", "finetune_all"))}
 EXP2_ROWS = {("cnn", "default"), ("crnn", "default"), ("alexnet", "finetune_all"), ("vgg16", "finetune_all"),
