@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from raygenre.models.encoders.base import FrozenEncoder, cache_settings, pool_hidden_states, settle
+from raygenre.models.encoders.base import ExtractorEncoder, cache_settings, pool_hidden_states, settle
 from raygenre.models.encoders.hf import build_network, feature_extractor
 from raygenre.models.wav2vec2_weights import HubModel
 
@@ -24,14 +24,12 @@ TINY_CONFIG = dict(patch_size=4, max_length=100, num_mel_bins=16, hidden_size=32
 TINY_FE = dict(num_mel_bins=16, max_length=100)
 
 
-class ASTEncoder(FrozenEncoder):
+class ASTEncoder(ExtractorEncoder):
     def __init__(self, net: Any, fe: Any, window_seconds: float) -> None:
-        super().__init__(SAMPLE_RATE, window_seconds, window_seconds)
-        self.net, self.fe = net, fe
+        super().__init__(net, fe, SAMPLE_RATE, window_seconds)
 
     def embed_windows(self, windows: torch.Tensor) -> torch.Tensor:
-        inputs = self.fe([w.cpu().numpy() for w in windows], sampling_rate=SAMPLE_RATE, return_tensors="pt")
-        x = inputs["input_values"].to(windows.device, next(self.net.parameters()).dtype)
+        x = self.extracted(windows)["input_values"]
         return pool_hidden_states(self.net(input_values=x, output_hidden_states=True).hidden_states)
 
 

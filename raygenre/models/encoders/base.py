@@ -68,6 +68,20 @@ class FrozenEncoder(nn.Module):
         return out.reshape(b, w, *out.shape[1:]).mean(dim=1)
 
 
+class ExtractorEncoder(FrozenEncoder):
+    """A network whose input comes from a transformers feature extractor (spectrogram frontends: AST, CLAP)."""
+
+    def __init__(self, net: Any, fe: Any, sample_rate: int, window_seconds: float) -> None:
+        super().__init__(sample_rate, window_seconds, window_seconds)
+        self.net, self.fe = net, fe
+
+    def extracted(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The extractor's tensors for a batch of windows, on the windows' device (floats in the net's dtype)."""
+        inputs = self.fe([w.cpu().numpy() for w in windows], sampling_rate=self.sample_rate, return_tensors="pt")
+        dtype = next(self.net.parameters()).dtype
+        return {k: v.to(windows.device, dtype if v.is_floating_point() else v.dtype) for k, v in inputs.items()}
+
+
 def pool_hidden_states(hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """Every layer's (N, frames, H) state mean-pooled over frames -> (N, layers, H)."""
     return torch.stack([h.float().mean(dim=1) for h in hidden_states], dim=1)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from raygenre.models.encoders.base import FrozenEncoder, cache_settings, settle
+from raygenre.models.encoders.base import ExtractorEncoder, cache_settings, settle
 from raygenre.models.encoders.hf import build_network, feature_extractor
 from raygenre.models.wav2vec2_weights import HubModel
 
@@ -28,16 +28,15 @@ TINY_CONFIG = dict(window_size=4, num_mel_bins=16, spec_size=32, patch_size=4, p
 TINY_FE = dict(feature_size=16, hop_length=7680, fft_window_size=1024, max_length_s=10, truncation="rand_trunc")
 
 
-class ClapEncoder(FrozenEncoder):
+class ClapEncoder(ExtractorEncoder):
     def __init__(self, net: Any, fe: Any, window_seconds: float) -> None:
-        super().__init__(SAMPLE_RATE, window_seconds, window_seconds)
-        self.net, self.fe = net, fe
+        super().__init__(net, fe, SAMPLE_RATE, window_seconds)
 
     def embed_windows(self, windows: torch.Tensor) -> torch.Tensor:
-        inputs = self.fe([w.cpu().numpy() for w in windows], sampling_rate=SAMPLE_RATE, return_tensors="pt")
-        x = inputs["input_features"].to(windows.device, next(self.net.parameters()).dtype)
-        extra = {"is_longer": inputs["is_longer"].to(windows.device)} if "is_longer" in inputs else {}
-        return self.net(input_features=x, **extra).audio_embeds.float()[:, None, :]  # (N, 1, projection)
+        inputs = self.extracted(windows)
+        extra = {"is_longer": inputs["is_longer"]} if "is_longer" in inputs else {}
+        out = self.net(input_features=inputs["input_features"], **extra)
+        return out.audio_embeds.float()[:, None, :]  # (N, 1, projection)
 
 
 def _build(params: dict[str, Any] | None, weights: dict[str, Any] | None, hub: HubModel) -> ClapEncoder:
