@@ -390,23 +390,3 @@ def load_prepare_spec(profile: str = "quick", overrides: dict | None = None,
 
 def prepare_spec_of(cfg: ExperimentConfig) -> PrepareSpec:
     return PrepareSpec(data=cfg.data, prepare=cfg.prepare, split=cfg.split)
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``["exp4.bootstraps=10", "split.seeds=[0,1]"]`` -> a nested mapping (values read as YAML)."""
-    out: dict = {}
-    for item in items:
-        if "=" not in item or not item.split("=", 1)[0].strip():
-            raise ConfigError(f"--set {item!r} is not of the form key.path=value.")
-        path, value = item.split("=", 1)
-        node = out
-        keys = path.strip().split(".")
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r} conflicts with an earlier --set of {key}.")
-        try:
-            node[keys[-1]] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML.") from None
-    return out

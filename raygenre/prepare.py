@@ -17,11 +17,12 @@ import logging
 import sys
 from pathlib import Path
 
-from raygenre.config import PrepareSpec, deep_merge, load_prepare_spec, parse_overrides
+from raygenre.config import PrepareSpec, deep_merge, load_prepare_spec
 from raygenre.data.pipeline import ensure_shards, shard_dir_of
 from raygenre.data.shards import MANIFEST, read_manifest
 from raygenre.data.source import absolute_source
 from raygenre.errors import RaygenreError, one_line
+from raygenre.overrides import parse_overrides
 from raygenre.ray_session import ADDRESS_HELP, requested_address
 
 log = logging.getLogger("raygenre.prepare")

@@ -21,10 +21,10 @@ from raygenre.config import (
     config_hash,
     deep_merge,
     load_experiment,
-    parse_overrides,
     sweeps_dir,
 )
 from raygenre.errors import ConfigError, RaygenreError, one_line
+from raygenre.overrides import parse_overrides
 from raygenre.ray_session import ADDRESS_HELP
 from raygenre.storage import RunPath, check_reachable
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from raygenre.config import load_experiment, parse_overrides
+from raygenre.config import load_experiment
+from raygenre.overrides import parse_overrides
 from raygenre.records import latest_by_trial, read_records
 from raygenre.sweep import main
 from raygenre.train.plan import plan_exp4, plan_experiment

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,13 @@ CONTAINS = ("all", "trained", "head")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    """The file's sha256, computed once per process for a file that has not changed (size and mtime)."""
+    stat = os.stat(path)
+    return _sha256(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

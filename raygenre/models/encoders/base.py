@@ -14,6 +14,7 @@ silently gives random layers.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -44,7 +45,7 @@ def standardize(wave: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     return (wave - mean) / torch.sqrt(wave.var(dim=-1, unbiased=False, keepdim=True) + eps)
 
 
-class FrozenEncoder(nn.Module):
+class FrozenEncoder(nn.Module, abc.ABC):
     """Windows a clip, embeds the windows (``embed_windows``: (N, S) -> (N, layers, hidden)), averages them."""
 
     def __init__(self, sample_rate: int, window_seconds: float | None, hop_seconds: float | None) -> None:
@@ -54,8 +55,9 @@ class FrozenEncoder(nn.Module):
         self.hop = self.window if hop_seconds is None or self.window is None else int(round(hop_seconds * sample_rate))
         self.facts: dict[str, Any] = {}
 
+    @abc.abstractmethod
     def embed_windows(self, windows: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(N, samples) windows -> (N, layers, hidden): what each encoder module defines."""
 
     @torch.no_grad()
     def embed(self, wave: torch.Tensor) -> torch.Tensor:

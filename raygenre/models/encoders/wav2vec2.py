@@ -25,9 +25,9 @@ class Wav2Vec2Encoder(FrozenEncoder):
         super().__init__(SAMPLE_RATE, None, None)
         self.classifier = classifier  # a WaveformClassifier (layer_probe: every hidden state), eval mode
 
-    @torch.no_grad()
-    def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        """(B, T) float in [-1, 1] -> (B, [W,] L+1, H), as ``WaveformClassifier.model_input`` + ``embed``."""
+    def embed_windows(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, T) whole clips (no windows: ``window_seconds`` None) in [-1, 1] -> (B, [W,] L+1, H), as
+        ``WaveformClassifier.model_input`` + ``embed``."""
         from raygenre.models.waveform import normalize_clip
 
         nonzero = wave != 0
