@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-dir", help="where the report goes (default: <run dir>/report)")
     p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
     p.add_argument("--address", help=ADDRESS_HELP)
+    p.add_argument("--sequential", action="store_true",
+                   help="run the studies one after another even on a cluster with GPUs (by default the CPU-only "
+                        "studies run beside the GPU ones)")
     return p
 
 
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
         lock = RunLock.acquire(run_dir)  # one sweep per run directory, released in `finally`
         check_resume(run_dir, configs, resume=args.resume)  # --resume only with the run's own settings
-        from raygenre.train.experiment import run_experiment, scan_sources
+        from raygenre.train.experiment import run_experiments, scan_sources
 
         data = scan_sources(configs, run_dir)
         check_splits_early(configs, data)
@@ -166,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
         with ray_session(args.num_cpus, address=args.address):
             hardware = cluster_hardware()
-            for cfg in configs:
-                run_experiment(cfg, run_dir, resume=args.resume, data=data, hardware=hardware)
+            run_experiments(configs, run_dir, resume=args.resume, data=data, hardware=hardware,
+                            overlap=not args.sequential)
         if not args.no_report:
             from raygenre.report import write_report
 

@@ -73,27 +73,39 @@ def test_data_once_equals_streaming_from_ray_data(ray_session, tmp_path, monkeyp
     assert once["pred"] == streamed["pred"] and once["index"] == streamed["index"]
 
 
-#: Four exp1 CNN trials (split seeds 0-3) at gpu_share 0.25 on a Ray with one logical GPU, through run_trials.
+#: Four exp1 CNN trials (split seeds 0-3) at gpu_share 0.25 on a Ray with one logical GPU and 6 CPUs, in the
+#: GPU lane, while nine feature-model trials (exp3-features) run beside them in the CPU lane.
 PACKING = r"""
 import json, sys, threading, time
 sys.path.insert(0, sys.argv[2])
 import ray
+from feature_tables import make_feature_table
 from test_torch_training import write_mel_shards
 from raygenre.config import ExperimentConfig
 from raygenre.records import read_records
 from raygenre.storage import RunPath
+from raygenre.train.experiment import ExperimentRun
+from raygenre.train.lanes import plan_lanes, run_lanes
 from raygenre.train.plan import plan_experiment
-from raygenre.train.tune_runner import resources_for, run_trials
+from raygenre.train.tune_runner import resources_for
 from pathlib import Path
 tmp = Path(sys.argv[1])
-ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False,
+ray.init(address="local", num_cpus=6, num_gpus=1, include_dashboard=False, log_to_driver=False,
          object_store_memory=200 * 1024**2)
 ids = write_mel_shards(tmp / "shards", clips_per_genre=2, augmented=1)
-cfg = ExperimentConfig.model_validate({
+exp1 = ExperimentConfig.model_validate({
     "experiment": "exp1", "prepare": {"representations": ["mel"]}, "models": [{"name": "cnn"}],
     "split": {"test_fraction": 0.5, "seeds": [0, 1, 2, 3]}, "weights": {"source": "random"},
     "train": {"optimizer": "adamw", "epochs": 2, "batch_size": 5, "workers": 0, "gpu_share": 0.25}})
-trials = plan_experiment(cfg)
+exp3 = ExperimentConfig.model_validate({
+    "experiment": "exp3", "split": {"test_fraction": 0.5, "seeds": [0, 1, 2]},
+    "models": [{"name": "knn"}, {"name": "random_forest"},
+               {"name": "mlp", "train": {"epochs": 3, "gpus_per_worker": 0}}]})
+run_dir = RunPath.of(str(tmp / "run"))
+settings = {"train_storage": str(tmp / "train"), "run": {"data_hash": "t"}, "cpus_per_trial": 1}
+runs = [ExperimentRun(cfg, run_dir, plan_experiment(cfg), inputs, settings, {}, False, time.perf_counter())
+        for cfg, inputs in ((exp1, {"mel": {"shard_dir": str(tmp / "shards"), "ids": ids}}),
+                            (exp3, {"features": make_feature_table(4)}))]
 low = [1.0]
 def poll():
     while not done.is_set():
@@ -101,32 +113,51 @@ def poll():
         time.sleep(0.02)
 done = threading.Event()
 threading.Thread(target=poll, daemon=True).start()
-run_dir = RunPath.of(str(tmp / "run"))
-settings = {"train_storage": str(tmp / "train"), "run": {"data_hash": "t"}, "cpus_per_trial": 1}
-run_trials(cfg, "exp1-mel", trials, {"mel": {"shard_dir": str(tmp / "shards"), "ids": ids}}, settings, run_dir)
+lanes = plan_lanes(runs)
+run_lanes(lanes)
 done.set()
+planned = [t["trial_key"] for run in runs for t in run.finish()]
 records = read_records(run_dir)
-print(json.dumps({"request": resources_for(cfg, trials)({"trial": trials[0]}), "lowest_free_gpu": low[0],
-                  "pids": sorted({r["resources"]["pid"] for r in records}),
-                  "status": [r["status"] for r in records], "timings": [r["timings"] for r in records]}))
+print(json.dumps({"request": resources_for(exp1, runs[0].trials)({"trial": runs[0].trials[0]}),
+                  "lowest_free_gpu": low[0], "planned": len(planned),
+                  "lanes": [[s for _, s, _ in lanes.gpu], [r.cfg.experiment for r in lanes.cpu], lanes.cpus_beside],
+                  "records": [{k: r[k] for k in ("study", "model", "status", "timings")}
+                              | {"pid": r["resources"]["pid"]} for r in records]}))
 """
 
 
-def test_four_quarter_gpu_trials_share_one_logical_gpu_at_once(tmp_path):
+def test_quarter_gpu_trials_share_one_gpu_while_cpu_studies_run_beside(tmp_path):
+    """Four quarter-GPU trials hold one logical GPU at once (packing), and the CPU-only study runs beside
+    them on the CPUs they leave (6 - 4), not after them, with each trial getting its own study's inputs."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run([sys.executable, "-c", PACKING, str(tmp_path), str(ROOT / "tests")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["request"] == {"cpu": 1, "gpu": 0.25}
-    assert out["status"] == ["ok"] * 4
+    assert out["lanes"] == [["exp1-mel"], ["exp3"], 2]
+    records = out["records"]
+    assert out["planned"] == len(records) == 13 and {r["status"] for r in records} == {"ok"}
+    gpu = [r for r in records if r["study"] == "exp1-mel"]
+    cpu = [r for r in records if r["study"] == "exp3-features"]
+    assert len(gpu) == 4 and sorted(r["model"] for r in cpu) == ["knn"] * 3 + ["mlp"] * 3 + ["random_forest"] * 3
     assert out["lowest_free_gpu"] == 0.0          # four quarter-GPU trials held the one GPU at the same time
-    assert len(out["pids"]) == 4                   # in four trial processes (actors are reused when idle)
-    for timings in out["timings"]:                 # the records say what checkpoints and data-once cost
+    assert len({r["pid"] for r in gpu}) == 4       # in four trial processes (actors are reused when idle)
+    for r in gpu:                                  # the records say what checkpoints and data-once cost
+        timings = r["timings"]
         # at the end, and after epoch 1 when the small CNN's write costs <= 5 % of its training (max_overhead)
         assert timings["checkpoint_writes"] in (1, 2)
         assert timings["checkpoint_bytes"] > 0 and timings["checkpoint_s"] > 0
         assert timings["data_once_s"] >= 0
+    # beside, not after: feature trials started before the last GPU trial ended ...
+    gpu_end = max(r["timings"]["finished_unix"] for r in gpu)
+    assert min(r["timings"]["started_unix"] for r in cpu) < gpu_end
+    # ... and while the GPU lane ran, at most 2 of them (the CPUs it left) ran at once
+    for r in cpu:
+        t = r["timings"]["started_unix"]
+        if t < gpu_end:
+            at_once = [c for c in cpu if c["timings"]["started_unix"] <= t < c["timings"]["finished_unix"]]
+            assert len(at_once) <= 2
 
 
 def test_paper_profile_packs_quarter_gpus_and_plans_gpu_work_first():
@@ -144,3 +175,30 @@ def test_paper_profile_packs_quarter_gpus_and_plans_gpu_work_first():
              for k, r, a, e in (("f", "features", False, 100), ("m1", "mel", False, 5), ("m2", "mel", True, 5),
                                 ("m3", "mel", False, 30))]
     assert [t["trial_key"] for t in by_study(mixed)["s"]] == ["m2", "m3", "m1", "f"]
+
+
+def test_paper_all_runs_cpu_only_studies_beside_the_gpu_studies(monkeypatch, capsys):
+    """``all --profile paper`` on one GPU and 16 CPUs: the mel and waveform studies in the GPU lane, the
+    feature models (their nets too: base.yaml keeps them off the GPU) and exp4 beside them on the 12 CPUs
+    that four quarter-GPU rows leave; no lanes without a GPU."""
+    import ray
+
+    from raygenre.config import load_experiment
+    from raygenre.train.experiment import ExperimentRun
+    from raygenre.train.lanes import plan_lanes
+    from raygenre.train.plan import plan_experiment
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
+    configs = [load_experiment(e, "paper", {}) for e in ("exp1", "exp2", "exp3", "exp4")]
+    runs = [ExperimentRun(cfg, None, plan_experiment(cfg), {}, {}, {}, False, 0.0) for cfg in configs]
+    lanes = plan_lanes(runs)
+    assert [s for _, s, _ in lanes.gpu] == ["exp1-mel", "exp2-mel", "exp3-waveform"]
+    beside = [s for run in lanes.cpu for s, trials in run.studies() if lanes.is_cpu_study(run, trials)]
+    assert beside == ["exp3-features", "exp4-bootstrap", "exp4-size"]
+    assert lanes.cpus_beside == 12
+    assert "beside it on 12 of 16 CPUs: exp3-features, exp4-bootstrap, exp4-size" in capsys.readouterr().out
+    chosen = load_experiment("exp4", "paper", {"exp4": {"select_by_validation": True}})
+    waiting = ExperimentRun(chosen, None, plan_experiment(chosen), {}, {}, {}, False, 0.0)
+    assert lanes.is_cpu_study(waiting, waiting.trials)  # its plan waits for its choice, in the CPU lane
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
+    assert plan_lanes(runs) is None

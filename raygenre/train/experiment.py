@@ -97,8 +97,8 @@ def audio_settings(cfg: ExperimentConfig) -> dict:
 
 
 def run_study(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dict, settings: dict,
-              run_dir: RunPath, *, resume: bool) -> None:
-    """Run the trials of one study that have no ok record yet."""
+              run_dir: RunPath, *, resume: bool, cpu_limit: float | None = None) -> None:
+    """Run the trials of one study that have no ok record yet (holding at most ``cpu_limit`` CPUs)."""
     from raygenre.train.tune_runner import run_trials
 
     done = {k for k, r in latest_by_trial(read_records(run_dir, require=False)).items() if r["status"] == "ok"}
@@ -109,8 +109,9 @@ def run_study(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dic
                           f"planned {study} trials; pass --resume to finish that run or --name for a new one.")
     todo = [t for t in trials if t["trial_key"] not in done]
     print(f"[{study}] {len(trials)} planned, {len(already)} already recorded, {len(todo)} to run", flush=True)
-    if todo:
-        run_trials(cfg, study, todo, inputs, settings, run_dir, resume=resume)
+    if todo:  # only the study's own inputs travel to its trials
+        study_inputs = {r: inputs[r] for r in representations_of(todo)}
+        run_trials(cfg, study, todo, study_inputs, settings, run_dir, resume=resume, cpu_limit=cpu_limit)
 
 
 def require_success(run_dir: RunPath, planned: list[dict]) -> None:
@@ -121,6 +122,56 @@ def require_success(run_dir: RunPath, planned: list[dict]) -> None:
         raise SweepFailed(str(exc)) from None
     if failed:
         raise SweepFailed(f"{len(failed)} of {len(planned)} trials failed after retries: " + "; ".join(failed[:5]))
+
+
+@dataclass
+class ExperimentRun:
+    """An experiment with its inputs loaded: what its studies need, and the trials they must record."""
+    cfg: ExperimentConfig
+    run_dir: RunPath
+    trials: list[dict]
+    inputs: dict
+    settings: dict
+    source: dict
+    resume: bool
+    started: float
+
+    @property
+    def choice_pending(self) -> bool:
+        """exp4 chooses its model on validation clips first: its studies are not planned until then."""
+        return bool(self.cfg.exp4 and self.cfg.exp4.select_by_validation)
+
+    def choose_model(self) -> None:
+        """exp4's model chosen on validation clips (when asked), and its trials planned for it."""
+        chosen = choose_exp4_model(self.cfg, self.inputs, self.settings, self.run_dir)
+        if chosen:
+            self.trials = plan_experiment(self.cfg, model=chosen)
+
+    def studies(self) -> list[tuple[str, list[dict]]]:
+        """(study, its trials) in the order they run: GPU work first (:func:`raygenre.train.plan.by_study`)."""
+        return list(by_study(self.trials).items())
+
+    def run_study(self, study: str, trials: list[dict], cpu_limit: float | None = None) -> None:
+        """One study as one Tune run; records are appended as its trials finish."""
+        self.ensure_embeddings(trials)
+        run_study(self.cfg, study, trials, self.inputs, self.settings, self.run_dir, resume=self.resume,
+                  cpu_limit=cpu_limit)
+
+    def ensure_embeddings(self, trials: list[dict]) -> None:
+        """Frozen-backbone embeddings, once per backbone and shard set, before a study's head trials start."""
+        waveform = self.inputs.get("waveform")
+        if waveform and "embeddings" not in waveform and any(t["family"] == "waveform" for t in trials):
+            from raygenre.data.embeddings import ensure_embeddings
+
+            cached = ensure_embeddings(waveform["shard_dir"], self.trials, self.source.get("data_hash", ""))
+            self.inputs["waveform"] = {**waveform, "embeddings": cached}
+
+    def finish(self) -> list[dict]:
+        """Every planned trial recorded ok, or SweepFailed; returns the planned trials."""
+        require_success(self.run_dir, self.trials)
+        print(f"[{self.cfg.experiment}] {len(self.trials)} trials recorded in "
+              f"{time.perf_counter() - self.started:.1f} s", flush=True)
+        return self.trials
 
 
 def choose_exp4_model(cfg: ExperimentConfig, inputs: dict, settings: dict, run_dir: RunPath) -> str | None:
@@ -143,9 +194,9 @@ def choose_exp4_model(cfg: ExperimentConfig, inputs: dict, settings: dict, run_d
     return best
 
 
-def run_experiment(cfg: ExperimentConfig, run_dir: RunPath, *, resume: bool, data: SourceData,
-                   hardware: dict) -> list[dict]:
-    """Load the inputs once, plan, run every study, check the records; returns the planned trials."""
+def prepare_experiment(cfg: ExperimentConfig, run_dir: RunPath, *, resume: bool, data: SourceData,
+                       hardware: dict) -> ExperimentRun:
+    """Plan, load the inputs the plan needs (preparing shards), check the split; no trial runs yet."""
     from raygenre.data.splits import check_splits
 
     started = time.perf_counter()
@@ -154,25 +205,44 @@ def run_experiment(cfg: ExperimentConfig, run_dir: RunPath, *, resume: bool, dat
     inputs, source, ids = load_inputs(cfg, representations_of(trials), run_dir, data)
     # 2. The split must be drawable over the usable clips for every seed, before any trial starts.
     check_splits(ids, cfg.split.name, cfg.split.seeds, cfg.split.test_fraction)
-    # 3. Frozen-backbone embeddings, once per backbone and shard set, before the head trials start.
-    if "waveform" in inputs and any(t["family"] == "waveform" for t in trials):
-        from raygenre.data.embeddings import ensure_embeddings
-
-        inputs["waveform"]["embeddings"] = ensure_embeddings(inputs["waveform"]["shard_dir"], trials,
-                                                             source.get("data_hash", ""))
     run_info = {**source, "profile": cfg.profile, "run_dir": str(run_dir), "hardware": hardware,
                 "experiment_config_hash": cfg.hash(), "clips": len(ids)}
     settings = {"xgboost": cfg.xgboost.model_dump(mode="json"), "cpus_per_trial": cfg.resources.cpus_per_trial,
                 "audio": audio_settings(cfg),
                 "run": run_info, "train_storage": str(run_dir / "train")}
     (run_dir / "config" / f"{cfg.experiment}.json").write_json(cfg.model_dump(mode="json"))
-    # 4. exp4 may first choose its model on validation clips.
-    chosen = choose_exp4_model(cfg, inputs, settings, run_dir)
-    if chosen:
-        trials = plan_experiment(cfg, model=chosen)
-    # 5. Each study is one Tune run; records are appended as trials finish.
-    for study, study_trials in by_study(trials).items():
-        run_study(cfg, study, study_trials, inputs, settings, run_dir, resume=resume)
-    require_success(run_dir, trials)
-    print(f"[{cfg.experiment}] {len(trials)} trials recorded in {time.perf_counter() - started:.1f} s", flush=True)
-    return trials
+    return ExperimentRun(cfg, run_dir, trials, inputs, settings, source, resume, started)
+
+
+def run_experiment(cfg: ExperimentConfig, run_dir: RunPath, *, resume: bool, data: SourceData,
+                   hardware: dict) -> list[dict]:
+    """One experiment, its studies one after another: load the inputs, plan, run, check the records."""
+    run = prepare_experiment(cfg, run_dir, resume=resume, data=data, hardware=hardware)
+    run.choose_model()
+    for study, trials in run.studies():
+        run.run_study(study, trials)
+    return run.finish()
+
+
+def run_experiments(configs: list[ExperimentConfig], run_dir: RunPath, *, resume: bool, data: SourceData,
+                    hardware: dict, overlap: bool = True) -> list[dict]:
+    """Every experiment of a sweep. With ``overlap`` on a cluster with GPUs, every input is prepared first;
+    then the studies that use the GPU run one after another while the CPU-only ones run beside them
+    (:mod:`raygenre.train.lanes`). Otherwise each experiment runs whole, in turn."""
+    import ray
+
+    from raygenre.train.lanes import plan_lanes, run_lanes
+
+    if not overlap or ray.cluster_resources().get("GPU", 0) <= 0:
+        return [t for cfg in configs for t in run_experiment(cfg, run_dir, resume=resume, data=data,
+                                                              hardware=hardware)]
+    runs = [prepare_experiment(cfg, run_dir, resume=resume, data=data, hardware=hardware) for cfg in configs]
+    lanes = plan_lanes(runs)
+    if lanes is None:  # no GPU work, or nothing to run beside it: in turn
+        for run in runs:
+            run.choose_model()
+            for study, trials in run.studies():
+                run.run_study(study, trials)
+    else:
+        run_lanes(lanes)
+    return [t for run in runs for t in run.finish()]

@@ -166,12 +166,12 @@ def choose(trials: dict[int, dict], search: SearchConfig) -> tuple[int, dict]:
 
 
 def tune_search(cfg: ExperimentConfig, study: str, spec: dict, search: SearchConfig, done: dict[int, dict],
-          inputs: dict, settings: dict, run_dir: RunPath) -> None:
-    """One Tune run over the search trials that have no record yet."""
+          inputs: dict, settings: dict, run_dir: RunPath, cpu_limit: float | None = None) -> None:
+    """One Tune run over the search trials that have no record yet (holding at most ``cpu_limit`` CPUs)."""
     from ray.tune.schedulers import ASHAScheduler
 
     from raygenre.train.search_progress import search_trial
-    from raygenre.train.tune_runner import drives_trainer, max_concurrent, resources_for
+    from raygenre.train.tune_runner import drives_trainer, max_concurrent, registered, resources_for
 
     base = trial_base(spec)
     total = planned_count(search)
@@ -181,9 +181,10 @@ def tune_search(cfg: ExperimentConfig, study: str, spec: dict, search: SearchCon
                           "whose state API Ray Train needs to release a stopped trial's workers: set "
                           "train.workers: 0, scheduler none, or run on a cluster with a dashboard (--address).")
     resources = resources_for(cfg, [spec])({"trial": spec})
-    trainable = tune.with_resources(
-        tune.with_parameters(search_trial, base=base, inputs=inputs, settings=settings), resources)
-    caps = [c for c in (search.max_concurrent, max_concurrent(cfg, [spec])) if c]
+    slug = f"{spec['model']}-{spec['variant']}-{config_hash(spec['trial_key'], 8)}"
+    trainable = registered(tune.with_resources(
+        tune.with_parameters(search_trial, base=base, inputs=inputs, settings=settings), resources), "search-" + slug)
+    caps = [c for c in (search.max_concurrent, max_concurrent(cfg, [spec], cpu_limit)) if c]
     if search.algorithm == "random":
         samples = [{"index": i, "config": c} for i, c in enumerate(sample_configs(search)) if i not in done]
         space, algorithm, num_samples = {"sample": tune.grid_search(samples)}, None, 1
@@ -206,7 +207,6 @@ def tune_search(cfg: ExperimentConfig, study: str, spec: dict, search: SearchCon
                                   reduction_factor=search.scheduler.reduction_factor)
     recorder = SearchRecorder(run_dir, study, base, search, settings, evaluation_clips(base, inputs, search),
                               max(done, default=-1) + 1, total)
-    slug = f"{spec['model']}-{spec['variant']}-{config_hash(spec['trial_key'], 8)}"
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -236,7 +236,7 @@ def refit_spec(spec: dict, search: SearchConfig, index: int, chosen: dict, trial
 
 
 def run_search(cfg: ExperimentConfig, study: str, spec: dict, inputs: dict, settings: dict, run_dir: RunPath,
-               *, resume: bool) -> dict | None:
+               *, resume: bool, cpu_limit: float | None = None) -> dict | None:
     """Search one row (trials without a record) and choose on validation clips; returns the refit's spec
     (the caller runs it once, on test, beside the study's other trials), or None when every trial failed."""
     from raygenre.train.trial import failed_record
@@ -251,7 +251,7 @@ def run_search(cfg: ExperimentConfig, study: str, spec: dict, inputs: dict, sett
     print(f"[{study}] search {search_id}: {total} trials ({search.algorithm}, scheduler {search.scheduler.name}), "
           f"{len(done)} already recorded", flush=True)
     if len(done) < total:
-        tune_search(cfg, study, spec, search, done, inputs, settings, run_dir)
+        tune_search(cfg, study, spec, search, done, inputs, settings, run_dir, cpu_limit)
         done = recorded_trials(run_dir, search_id)
     if not done:
         write_record(run_dir, study, failed_record(spec, settings, "every search trial failed"))

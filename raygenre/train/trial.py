@@ -75,7 +75,7 @@ def select_rows(spec: dict, ids: list[str]) -> tuple[list[str], list[str]]:
 def run_trial(spec: dict, inputs: dict, settings: dict, *, device: str = "cpu",
               resources: dict | None = None) -> dict:
     """The whole trial as numbered steps; returns its ok record (raises if the model fails)."""
-    started = time.perf_counter()
+    started, started_unix = time.perf_counter(), time.time()
     # 1. The family's runner, imported only now (a tabular trial never imports torchvision).
     runner = resolve_builder(RUNNERS[spec["family"]])
     # 2. The runner picks rows with ``select_rows``, trains, predicts and scores.
@@ -85,7 +85,9 @@ def run_trial(spec: dict, inputs: dict, settings: dict, *, device: str = "cpu",
     run_dir = settings.get("run", {}).get("run_dir")  # absent when a trial runs outside a sweep (tests, benches)
     if spec.get("keep_artifact") and fitted is not None and spec["family"] in ARTIFACT_SAVERS and run_dir:
         result["artifact"] = keep_model(spec, settings, fitted, keep)
-    result.setdefault("timings", {})["total_s"] = round(time.perf_counter() - started, 4)
+    # total_s times the trial; the wall-clock ends place it on the run's timeline (what ran beside what)
+    result.setdefault("timings", {}).update(total_s=round(time.perf_counter() - started, 4),
+                                            started_unix=round(started_unix, 3), finished_unix=round(time.time(), 3))
     # 4. One record builder for every family.
     return build_record(spec, settings, result=result, resources={**(resources or {}), "device": device})
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import threading
 import time
 
 import ray
@@ -126,9 +127,9 @@ def resources_for(cfg: ExperimentConfig, trials: list[dict]):
     return request
 
 
-def trainer_room(cfg: ExperimentConfig, trials: list[dict]) -> int | None:
-    """How many trainer-driving trials fit at once: cluster CPUs // CPUs per trainer, and for GPU
-    trainers also cluster GPUs // GPUs per trainer (the largest trainer of the study decides)."""
+def trainer_room(cfg: ExperimentConfig, trials: list[dict], cpus: float | None = None) -> int | None:
+    """How many trainer-driving trials fit at once: ``cpus`` (default: the cluster's) // CPUs per trainer,
+    and for GPU trainers also cluster GPUs // GPUs per trainer (the largest trainer of the study decides)."""
     from raygenre.train.torch_runner import WORKER_CPUS
 
     trainers = [t for t in trials if drives_trainer(t)]
@@ -136,31 +137,51 @@ def trainer_room(cfg: ExperimentConfig, trials: list[dict]) -> int | None:
         return None
     res = ray.cluster_resources()
     workers = max(int((t.get("train") or {}).get("workers", 1)) for t in trainers)
-    room = int(res.get("CPU", 1) // (workers * WORKER_CPUS + DISTRIBUTED_TRIAL_CPU))
+    room = int((cpus or res.get("CPU", 1)) // (workers * WORKER_CPUS + DISTRIBUTED_TRIAL_CPU))
     gpus = max(gpus_for(cfg, t) for t in trainers)
     if gpus:
         room = min(room, int(res.get("GPU", 0) // (workers * gpus)))
     return max(1, room)
 
 
-def max_concurrent(cfg: ExperimentConfig, trials: list[dict]) -> int | None:
+def max_concurrent(cfg: ExperimentConfig, trials: list[dict], cpu_limit: float | None = None) -> int | None:
     """The configured cap; for trials that drive a trainer (distributed XGBoost, spectrogram models) at
     most as many as the cluster has room for their workers, so no trainer waits forever for CPUs or
-    GPUs that other trials hold."""
+    GPUs that other trials hold. ``cpu_limit``: the CPUs these trials may hold together (a study running
+    beside the GPU studies leaves the rest to them), else the whole cluster's."""
     configured = cfg.resources.max_concurrent_trials
-    rooms = [room for room in (trainer_room(cfg, trials),) if room]
+    cpus = cpu_limit or ray.cluster_resources().get("CPU", 1)
+    rooms = [room for room in (trainer_room(cfg, trials, cpus),) if room]
     if uses_distributed_xgboost(cfg, trials):
-        rooms.append(max(1, int(ray.cluster_resources().get("CPU", 1) // cfg.xgboost.workers)))
+        rooms.append(max(1, int(cpus // cfg.xgboost.workers)))
+    if cpu_limit:  # trials that hold their own CPUs: as many as the limit has room for
+        rooms.append(max(1, int(cpu_limit // cfg.resources.cpus_per_trial)))
     if not rooms:
         return configured
     room = min(rooms)
     return min(room, configured) if configured else room
 
 
+_TUNE_REGISTRY = threading.Lock()
+
+
+def registered(trainable, name: str) -> str:
+    """``trainable`` registered with Tune under a name of its own; the Tuner is given that name.
+
+    Tune keys its trainables by name, process-wide, and its registry is not thread-safe: two Tune runs at
+    once (a GPU study beside a CPU-only one) must neither share a name nor register at the same moment.
+    """
+    name = "raygenre_" + "".join(c if c.isalnum() else "_" for c in name)
+    with _TUNE_REGISTRY:
+        tune.register_trainable(name, trainable)
+    return name
+
+
 def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dict, settings: dict,
-               run_dir: RunPath, *, resume: bool = False) -> None:
+               run_dir: RunPath, *, resume: bool = False, cpu_limit: float | None = None) -> None:
     """One Tune experiment over ``trials``; ok records are appended by the callback as trials
     finish, and trials that still fail after ``max_failures`` retries get a failed record.
+    ``cpu_limit`` caps the CPUs its trials hold together (see :func:`max_concurrent`).
 
     A searched row (``search`` in its spec) is a Tune search of its own first
     (:func:`raygenre.train.search.run_search`); its refit then runs in the grid with the other trials.
@@ -170,19 +191,19 @@ def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: di
     for spec in searched:
         from raygenre.train.search import run_search
 
-        refits.append(run_search(cfg, study, spec, inputs, settings, run_dir, resume=resume))
+        refits.append(run_search(cfg, study, spec, inputs, settings, run_dir, resume=resume, cpu_limit=cpu_limit))
     trials = [t for t in trials if t not in searched] + [r for r in refits if r is not None]
     if not trials:
         return
     writer = RecordWriter(run_dir, study, len(trials), study)
     # with_parameters puts the inputs in the object store once; every trial gets the same copy.
-    trainable = tune.with_resources(tune.with_parameters(tune_trial, inputs=inputs, settings=settings),
-                                    resources_for(cfg, trials))
+    trainable = registered(tune.with_resources(tune.with_parameters(tune_trial, inputs=inputs, settings=settings),
+                                               resources_for(cfg, trials)), study)
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(trials)},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=max_concurrent(cfg, trials),
+            max_concurrent_trials=max_concurrent(cfg, trials, cpu_limit),
             reuse_actors=True,  # one warm process per slot, not an import of torch/xgboost per trial
             trial_dirname_creator=lambda t: t.config["trial"]["trial_key"].replace("/", "_"),
             trial_name_creator=lambda t: t.config["trial"]["trial_key"],
