@@ -202,3 +202,26 @@ def test_paper_all_runs_cpu_only_studies_beside_the_gpu_studies(monkeypatch, cap
     assert lanes.is_cpu_study(waiting, waiting.trials)  # its plan waits for its choice, in the CPU lane
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
     assert plan_lanes(runs) is None
+
+
+def test_two_lanes_printing_at_once_never_cut_each_others_lines():
+    import io
+    import threading
+
+    from raygenre.train.lanes import WholeLines
+
+    out = io.StringIO()
+    stream = WholeLines(out)
+
+    def talk(tag: str) -> None:
+        for i in range(500):
+            print(f"[{tag}] {i} " + "x" * 40, file=stream, flush=True)
+
+    threads = [threading.Thread(target=talk, args=(tag,)) for tag in ("gpu", "cpu")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1000
+    assert all(line.count("[") == 1 and line.endswith(" " + "x" * 40) for line in lines)

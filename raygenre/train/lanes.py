@@ -15,6 +15,9 @@ stopped. Records already written stay, and ``--resume`` runs only what is missin
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,6 +87,28 @@ def plan_lanes(runs: list[ExperimentRun]) -> Lanes | None:
     return lanes
 
 
+class WholeLines(io.TextIOBase):
+    """A stream for two lanes printing at once: each thread's text goes out a whole line at a time, so one
+    lane's progress line is never cut by the other's (``print`` writes its text and newline separately)."""
+
+    def __init__(self, target):
+        self.target = target
+        self.lock = threading.Lock()
+        self.pending = threading.local()
+
+    def write(self, text: str) -> int:
+        lines, newline, rest = (getattr(self.pending, "text", "") + text).rpartition("\n")
+        self.pending.text = rest
+        if newline:
+            with self.lock:
+                self.target.write(lines + newline)
+                self.target.flush()
+        return len(text)
+
+    def flush(self) -> None:  # a partial line waits for its end
+        self.target.flush()
+
+
 def run_lanes(lanes: Lanes, poll_s: float = 0.5) -> None:
     """Run the GPU lane and the CPU lane at once, each in a thread; returns when both are done."""
     stop = threading.Event()
@@ -121,10 +146,11 @@ def run_lanes(lanes: Lanes, poll_s: float = 0.5) -> None:
 
     threads = [threading.Thread(target=guarded(gpu_lane, gpu_done), name="gpu-lane", daemon=True),
                threading.Thread(target=guarded(cpu_lane), name="cpu-lane", daemon=True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:  # a timed join keeps Ctrl-C working in the main thread
-        while thread.is_alive():
-            thread.join(poll_s)
+    with contextlib.redirect_stdout(WholeLines(sys.stdout)):
+        for thread in threads:
+            thread.start()
+        for thread in threads:  # a timed join keeps Ctrl-C working in the main thread
+            while thread.is_alive():
+                thread.join(poll_s)
     if errors:
         raise errors[0]
