@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from raygenre.train import device_data
@@ -225,3 +226,36 @@ def test_two_lanes_printing_at_once_never_cut_each_others_lines():
     lines = out.getvalue().splitlines()
     assert len(lines) == 1000
     assert all(line.count("[") == 1 and line.endswith(" " + "x" * 40) for line in lines)
+
+
+def test_a_failing_lane_stops_the_other_before_its_next_study_and_its_error_is_raised():
+    import time
+
+    from raygenre.train.lanes import Lanes, run_lanes
+
+    calls = []
+
+    class FakeRun:  # what the lanes ask of an experiment; choice_pending keeps Ray out of is_cpu_study
+        choice_pending = True
+
+        def __init__(self, seconds: float, fails: bool):
+            self.seconds, self.fails = seconds, fails
+
+        def choose_model(self):
+            pass
+
+        def studies(self):
+            return [("cpu-a", []), ("cpu-b", [])]
+
+        def run_study(self, study, trials, cpu_limit=None):
+            calls.append((study, cpu_limit))
+            time.sleep(self.seconds)
+            if self.fails:
+                raise RuntimeError(f"{study} broke")
+
+    gpu = [(FakeRun(0.1, True), "gpu-a", []), (FakeRun(0.1, True), "gpu-b", [])]
+    lanes = Lanes(gpu=gpu, cpu=[FakeRun(0.6, False)], cpus_beside=3)
+    with pytest.raises(RuntimeError, match="gpu-a broke"):
+        run_lanes(lanes, poll_s=0.05)
+    # the CPU study already running when the GPU lane failed finished (its records kept); nothing new started
+    assert sorted(calls) == [("cpu-a", 3), ("gpu-a", None)]

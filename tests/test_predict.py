@@ -131,7 +131,8 @@ def test_bad_runs_models_and_planted_pickles_are_one_sentence(run, capsys, tmp_p
 def test_a_csv_trained_model_predicts_audio_through_our_extractor(ray_session, tmp_path, capsys):
     csv = make_features_csv(tmp_path / "features_30_sec.csv")
     assert sweep(["exp3", "--features-csv", str(csv), "--storage", str(tmp_path), "--name", "csv", "--no-report",
-                  "--set", "models=[{name: xgboost, params: {n_estimators: 20}}]"]) == 0
+                  "--set", "models=[{name: xgboost, params: {n_estimators: 20}}]",
+                  "--set", "prepare.max_seconds=90"]) == 0
     audio = tmp_path / "song.wav"
     sf.write(audio, synthesize("jazz", 31.0, seed=1), 22050, subtype="PCM_16")
     capsys.readouterr()  # the sweep's own progress lines
@@ -139,6 +140,12 @@ def test_a_csv_trained_model_predicts_audio_through_our_extractor(ray_session, t
     assert code == 0 and results[0]["windows"] == 1  # the Kaggle features are of whole 30 s clips
     meta = json.loads(next((tmp_path / "csv" / "artifacts").glob("*/model.json")).read_text())
     assert meta["audio"]["clip_seconds"] == 30.0 and meta["audio"]["sample_rate"] == 22050
+    # the run's file limits travel with the model: predict refuses what prepare would have skipped
+    assert (meta["audio"]["max_seconds"], meta["audio"]["max_file_mb"]) == (90.0, 200.0)
+    long_file = tmp_path / "long.wav"
+    sf.write(long_file, np.zeros(22050 * 91, dtype=np.float32), 22050, subtype="PCM_16")
+    code, results, err = predict_json(capsys, [str(long_file), "--run", str(tmp_path / "csv")])
+    assert code == 1 and "90" in err and not results
     assert len(results[0]["top"]) == 10 and abs(sum(g["probability"] for g in results[0]["top"]) - 1) < 1e-3
 
 

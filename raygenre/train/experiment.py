@@ -85,12 +85,13 @@ def load_inputs(cfg: ExperimentConfig, representations: list[str], run_dir: RunP
 
 
 def audio_settings(cfg: ExperimentConfig) -> dict:
-    """How audio becomes this experiment's inputs, kept with each model so ``predict`` does the same.
+    """How audio becomes this experiment's inputs, kept with each model so ``predict`` does the same (and
+    refuses the files prepare would have skipped: ``max_seconds``, ``max_file_mb``).
 
     The Kaggle CSV's features come from whole 30 s clips at 22,050 Hz, whatever the profile says.
     """
     out = cfg.prepare.model_dump(mode="json", include={"sample_rate", "waveform_rate", "clip_seconds",
-                                                        "min_seconds", "mel"})
+                                                        "min_seconds", "max_seconds", "max_file_mb", "mel"})
     if cfg.data.features_csv:
         out.update(sample_rate=22050, clip_seconds=30.0, source="kaggle_csv")
     return out
@@ -157,6 +158,12 @@ class ExperimentRun:
         run_study(self.cfg, study, trials, self.inputs, self.settings, self.run_dir, resume=self.resume,
                   cpu_limit=cpu_limit)
 
+    def run_in_turn(self) -> None:
+        """Every study of this experiment, one after another (exp4's model chosen first, when asked)."""
+        self.choose_model()
+        for study, trials in self.studies():
+            self.run_study(study, trials)
+
     def ensure_embeddings(self, trials: list[dict]) -> None:
         """Frozen-backbone embeddings, once per backbone and shard set, before a study's head trials start."""
         waveform = self.inputs.get("waveform")
@@ -218,9 +225,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: RunPath, *, resume: bool, dat
                    hardware: dict) -> list[dict]:
     """One experiment, its studies one after another: load the inputs, plan, run, check the records."""
     run = prepare_experiment(cfg, run_dir, resume=resume, data=data, hardware=hardware)
-    run.choose_model()
-    for study, trials in run.studies():
-        run.run_study(study, trials)
+    run.run_in_turn()
     return run.finish()
 
 
@@ -240,9 +245,7 @@ def run_experiments(configs: list[ExperimentConfig], run_dir: RunPath, *, resume
     lanes = plan_lanes(runs)
     if lanes is None:  # no GPU work, or nothing to run beside it: in turn
         for run in runs:
-            run.choose_model()
-            for study, trials in run.studies():
-                run.run_study(study, trials)
+            run.run_in_turn()
     else:
         run_lanes(lanes)
     return [t for run in runs for t in run.finish()]
