@@ -75,6 +75,7 @@ def main() -> None:
     p.add_argument("--port", type=int, default=6397)
     p.add_argument("--set", action="append", default=[], help="passed to both sweeps")
     args = p.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress as it comes, also into a file
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"), "RAYGENRE_QUIET": "1"}
     env.pop("RAY_ADDRESS", None)
     extra = [f"--set={s}" for s in args.set]
