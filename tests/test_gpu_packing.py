@@ -100,8 +100,7 @@ exp1 = ExperimentConfig.model_validate({
     "train": {"optimizer": "adamw", "epochs": 2, "batch_size": 5, "workers": 0, "gpu_share": 0.25}})
 exp3 = ExperimentConfig.model_validate({
     "experiment": "exp3", "split": {"test_fraction": 0.5, "seeds": [0, 1, 2]},
-    "models": [{"name": "knn"}, {"name": "random_forest"},
-               {"name": "mlp", "train": {"epochs": 3, "gpus_per_worker": 0}}]})
+    "models": [{"name": "knn"}, {"name": "random_forest"}, {"name": "mlp", "train": {"epochs": 3}}]})
 run_dir = RunPath.of(str(tmp / "run"))
 settings = {"train_storage": str(tmp / "train"), "run": {"data_hash": "t"}, "cpus_per_trial": 1}
 runs = [ExperimentRun(cfg, run_dir, plan_experiment(cfg), inputs, settings, {}, False, time.perf_counter())
@@ -180,7 +179,7 @@ def test_paper_profile_packs_quarter_gpus_and_plans_gpu_work_first():
 
 def test_paper_all_runs_cpu_only_studies_beside_the_gpu_studies(monkeypatch, capsys):
     """``all --profile paper`` on one GPU and 16 CPUs: the mel and waveform studies in the GPU lane, the
-    feature models (their nets too: base.yaml keeps them off the GPU) and exp4 beside them on the 12 CPUs
+    feature models (their nets too: the registry keeps them off the GPU) and exp4 beside them on the 12 CPUs
     that four quarter-GPU rows leave; no lanes without a GPU."""
     import ray
 
@@ -201,8 +200,15 @@ def test_paper_all_runs_cpu_only_studies_beside_the_gpu_studies(monkeypatch, cap
     chosen = load_experiment("exp4", "paper", {"exp4": {"select_by_validation": True}})
     waiting = ExperimentRun(chosen, None, plan_experiment(chosen), {}, {}, {}, False, 0.0)
     assert lanes.is_cpu_study(waiting, waiting.trials)  # its plan waits for its choice, in the CPU lane
+    # train.gpus_per_worker: auto is the model's own default; a number is honoured for every model
+    from raygenre.train.tune_runner import gpus_for
+
+    exp3 = configs[2]
+    mlp = next(t for t in runs[2].trials if t["model"] == "mlp")
+    assert gpus_for(exp3, mlp) == 0.0 and gpus_for(exp3, {**mlp, "train": {**mlp["train"], "gpus_per_worker": 1}}) == 1
+    assert gpus_for(configs[0], runs[0].trials[0]) == 0.25
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
-    assert plan_lanes(runs) is None
+    assert plan_lanes(runs) is None and gpus_for(configs[0], runs[0].trials[0]) == 0.0
 
 
 def test_two_lanes_printing_at_once_never_cut_each_others_lines():

@@ -31,7 +31,7 @@ def test_the_study_models_are_registered_with_family_and_representation():
     assert [n for n in model_names("tabular") if MODELS[n].neural] == ["mlp", "lstm"]
     assert model_names("spectrogram") == ("cnn", "crnn", "alexnet", "vgg16", "resnet18")
     assert get_model("vgg16").pretrained and get_model("vgg16").representation == "mel"
-    assert get_model("mlp").gpus == "auto" and get_model("knn").gpus == 0
+    assert get_model("mlp").gpus == 0 and get_model("knn").gpus == 0 and get_model("cnn").gpus == "auto"
     with pytest.raises(ConfigError, match="unknown model 'svm': choose one of"):
         get_model("svm")
     with pytest.raises(ValueError, match="registered twice"):

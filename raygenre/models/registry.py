@@ -42,8 +42,9 @@ PROBE_ONLY_PARAMS = ("layer", "hidden", "dropout")  # a probe head's params: not
 class ModelEntry:
     """One model. ``variants[0]`` is the variant used when a config names none.
 
-    ``neural`` models train with the config's ``train:`` block and ask for a GPU per worker where
-    the cluster has one (``gpus: "auto"``); the others use CPUs only.
+    ``neural`` models train with the config's ``train:`` block; with ``gpus: "auto"`` (the networks on
+    images and waveforms) they ask for ``train.gpu_share`` of a GPU per worker where the cluster has one.
+    ``gpus`` is what ``train.gpus_per_worker: auto`` means for the model; a number there overrides it.
     """
 
     name: str
@@ -136,8 +137,11 @@ for _name, _neural, _text in (
     ("mlp", True, "Appendix B dense network (207,802 parameters)"),
     ("lstm", True, "Appendix B LSTM network (305,994 parameters)"),
 ):
-    register(ModelEntry(_name, "tabular", ("default",), _TABULAR, neural=_neural,
-                        gpus="auto" if _neural else 0.0, description=_text))
+    # The feature nets (58 inputs, <= 1,000 rows, batch 32) train on a CPU core even on a GPU node: their
+    # steps are kernel-launch-bound on a GPU, and a share they held would be taken from the networks on
+    # images and waveforms, which then run beside them (raygenre.train.lanes). train.gpus_per_worker: 1
+    # still puts them on a GPU.
+    register(ModelEntry(_name, "tabular", ("default",), _TABULAR, neural=_neural, gpus=0.0, description=_text))
 
 _SPECTROGRAM = "raygenre.models.spectrogram:build_spectrogram_model"
 _WEIGHTS_CHECK = "raygenre.models.spectrogram:check_weights"

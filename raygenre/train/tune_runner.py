@@ -81,11 +81,15 @@ def tune_trial(config: dict, inputs: dict, settings: dict) -> None:
 
 def gpus_for(cfg: ExperimentConfig, spec: dict) -> float:
     """GPUs per trial: the registry's default, ``train.gpus_per_worker`` for neural models (for a trial
-    that drives a trainer, the GPUs of each of its workers)."""
+    that drives a trainer, the GPUs of each of its workers). ``auto`` is the registry's ``gpus``: for the
+    networks on images and waveforms (``"auto"`` there too) ``train.gpu_share`` of a GPU when the cluster
+    has GPUs; for the feature nets none."""
     entry = get_model(spec["model"])
     setting = (spec.get("train") or {}).get("gpus_per_worker", entry.gpus) if entry.neural else entry.gpus
-    if setting == "auto":  # a neural model's share of one GPU (train.gpu_share) when the cluster has GPUs
-        share = float((spec.get("train") or {}).get("gpu_share", 1.0)) if entry.neural else 1.0
+    if setting == "auto":
+        setting = entry.gpus
+    if setting == "auto":  # a network's share of one GPU (train.gpu_share) when the cluster has GPUs
+        share = float((spec.get("train") or {}).get("gpu_share", 1.0))
         return share if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     return float(setting)
 
