@@ -144,8 +144,8 @@ def test_a_csv_trained_model_predicts_audio_through_our_extractor(ray_session, t
     assert (meta["audio"]["max_seconds"], meta["audio"]["max_file_mb"]) == (90.0, 200.0)
     long_file = tmp_path / "long.wav"
     sf.write(long_file, np.zeros(22050 * 91, dtype=np.float32), 22050, subtype="PCM_16")
-    code, results, err = predict_json(capsys, [str(long_file), "--run", str(tmp_path / "csv")])
-    assert code == 1 and "90" in err and not results
+    code, refused, err = predict_json(capsys, [str(long_file), "--run", str(tmp_path / "csv")])
+    assert code == 1 and "declares 91 s, above the 90 s limit" in err and not refused
     assert len(results[0]["top"]) == 10 and abs(sum(g["probability"] for g in results[0]["top"]) - 1) < 1e-3
 
 
