@@ -34,7 +34,7 @@ params             {"total", "trainable"} parameter counts of a network, or null
 artifact           where the fitted model was saved, or null
 history            per-epoch metrics [{"epoch": 1, "loss": ...}, ...]; empty for one-shot models
 weights            where pretrained weights came from ("random", "pretrained:...", a path), or null
-timings            seconds: {"fit_predict_s", "total_s", "started_unix", "finished_unix", ...}
+timings            seconds: {"fit_predict_s", "total_s", ...}; "started_unix"/"finished_unix": Unix times
 resources          {"cpu", "gpu", "device", "node", ...}
 config             the resolved trial spec plus the run-wide settings it used
 config_hash        sha256 prefix of the config

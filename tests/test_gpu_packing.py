@@ -120,7 +120,7 @@ planned = [t["trial_key"] for run in runs for t in run.finish()]
 records = read_records(run_dir)
 print(json.dumps({"request": resources_for(exp1, runs[0].trials)({"trial": runs[0].trials[0]}),
                   "lowest_free_gpu": low[0], "planned": len(planned),
-                  "lanes": [[s for _, s, _ in lanes.gpu], [r.cfg.experiment for r in lanes.cpu], lanes.cpus_beside],
+                  "lanes": [[s for _, s, _ in lanes.gpu], [r.cfg.experiment for r, _ in lanes.cpu], lanes.cpus_beside],
                   "records": [{k: r[k] for k in ("study", "model", "status", "timings")}
                               | {"pid": r["resources"]["pid"]} for r in records]}))
 """
@@ -177,36 +177,41 @@ def test_paper_profile_packs_quarter_gpus_and_plans_gpu_work_first():
     assert [t["trial_key"] for t in by_study(mixed)["s"]] == ["m2", "m3", "m1", "f"]
 
 
-def test_paper_all_runs_cpu_only_studies_beside_the_gpu_studies(monkeypatch, capsys):
+def test_paper_all_runs_cpu_only_studies_beside_the_gpu_studies(monkeypatch, capsys, tmp_path):
     """``all --profile paper`` on one GPU and 16 CPUs: the mel and waveform studies in the GPU lane, the
     feature models (their nets too: the registry keeps them off the GPU) and exp4 beside them on the 12 CPUs
-    that four quarter-GPU rows leave; no lanes without a GPU."""
+    that four quarter-GPU rows leave; in turn without a GPU, or without room beside the GPU lane."""
     import ray
 
     from raygenre.config import load_experiment
+    from raygenre.storage import RunPath
     from raygenre.train.experiment import ExperimentRun
     from raygenre.train.lanes import plan_lanes
     from raygenre.train.plan import plan_experiment
+    from raygenre.train.tune_runner import gpus_for
+
+    def run_of(cfg):
+        return ExperimentRun(cfg, RunPath.of(str(tmp_path)), plan_experiment(cfg), {}, {}, {}, False, 0.0)
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
     configs = [load_experiment(e, "paper", {}) for e in ("exp1", "exp2", "exp3", "exp4")]
-    runs = [ExperimentRun(cfg, None, plan_experiment(cfg), {}, {}, {}, False, 0.0) for cfg in configs]
+    runs = [run_of(cfg) for cfg in configs]
     lanes = plan_lanes(runs)
     assert [s for _, s, _ in lanes.gpu] == ["exp1-mel", "exp2-mel", "exp3-waveform"]
-    beside = [s for run in lanes.cpu for s, trials in run.studies() if lanes.is_cpu_study(run, trials)]
-    assert beside == ["exp3-features", "exp4-bootstrap", "exp4-size"]
-    assert lanes.cpus_beside == 12
+    assert [(run.cfg.experiment, sorted(studies)) for run, studies in lanes.cpu] == [
+        ("exp3", ["exp3-features"]), ("exp4", ["exp4-bootstrap", "exp4-size"])]
+    assert (lanes.cpus_beside, lanes.cpus_gpu_lane) == (12, 4)
     assert "beside it on 12 of 16 CPUs: exp3-features, exp4-bootstrap, exp4-size" in capsys.readouterr().out
-    chosen = load_experiment("exp4", "paper", {"exp4": {"select_by_validation": True}})
-    waiting = ExperimentRun(chosen, None, plan_experiment(chosen), {}, {}, {}, False, 0.0)
-    assert lanes.is_cpu_study(waiting, waiting.trials)  # its plan waits for its choice, in the CPU lane
+    # exp4 choosing its model on validation clips: its studies are known only then, all in the CPU lane
+    chosen = run_of(load_experiment("exp4", "paper", {"exp4": {"select_by_validation": True}}))
+    assert plan_lanes(runs[:1] + [chosen]).cpu == [(chosen, None)]
     # train.gpus_per_worker: auto is the model's own default; a number is honoured for every model
-    from raygenre.train.tune_runner import gpus_for
-
     exp3 = configs[2]
     mlp = next(t for t in runs[2].trials if t["model"] == "mlp")
     assert gpus_for(exp3, mlp) == 0.0 and gpus_for(exp3, {**mlp, "train": {**mlp["train"], "gpus_per_worker": 1}}) == 1
     assert gpus_for(configs[0], runs[0].trials[0]) == 0.25
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 4.0, "GPU": 1.0})
+    assert plan_lanes(runs) is None  # four quarter-GPU rows hold all 4 CPUs: nothing fits beside them
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
     assert plan_lanes(runs) is None and gpus_for(configs[0], runs[0].trials[0]) == 0.0
 
@@ -234,34 +239,34 @@ def test_two_lanes_printing_at_once_never_cut_each_others_lines():
     assert all(line.count("[") == 1 and line.endswith(" " + "x" * 40) for line in lines)
 
 
-def test_a_failing_lane_stops_the_other_before_its_next_study_and_its_error_is_raised():
+def test_a_failing_lane_stops_the_others_running_study_and_its_error_is_raised():
     import time
 
     from raygenre.train.lanes import Lanes, run_lanes
 
     calls = []
 
-    class FakeRun:  # what the lanes ask of an experiment; choice_pending keeps Ray out of is_cpu_study
-        choice_pending = True
-
+    class FakeRun:  # what the lanes ask of an experiment
         def __init__(self, seconds: float, fails: bool):
             self.seconds, self.fails = seconds, fails
 
-        def choose_model(self):
+        def choose_model(self, share):
             pass
 
         def studies(self):
             return [("cpu-a", []), ("cpu-b", [])]
 
-        def run_study(self, study, trials, cpu_limit=None):
-            calls.append((study, cpu_limit))
-            time.sleep(self.seconds)
+        def run_study(self, study, trials, share):
+            calls.append((study, share.cpus))
+            if share.stop.wait(self.seconds) and not self.fails:
+                calls.append((study, "stopped"))  # what the Tune stopper does to a running study
             if self.fails:
                 raise RuntimeError(f"{study} broke")
 
     gpu = [(FakeRun(0.1, True), "gpu-a", []), (FakeRun(0.1, True), "gpu-b", [])]
-    lanes = Lanes(gpu=gpu, cpu=[FakeRun(0.6, False)], cpus_beside=3)
+    lanes = Lanes(gpu=gpu, cpu=[(FakeRun(30, False), None)], cpus_beside=3, cpus_gpu_lane=5)
+    started = time.perf_counter()
     with pytest.raises(RuntimeError, match="gpu-a broke"):
         run_lanes(lanes, poll_s=0.05)
-    # the CPU study already running when the GPU lane failed finished (its records kept); nothing new started
-    assert sorted(calls) == [("cpu-a", 3), ("gpu-a", None)]
+    assert time.perf_counter() - started < 10  # the CPU study was stopped, not waited out
+    assert len(calls) == 3 and set(calls) == {("cpu-a", 3), ("cpu-a", "stopped"), ("gpu-a", 5)}  # nothing new started

@@ -10,7 +10,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raygenre.config import ExperimentConfig, prepare_spec_of
 from raygenre.data.gtzan import Discovery
@@ -18,6 +18,9 @@ from raygenre.errors import ConfigError, RecordsError
 from raygenre.records import check_complete, latest_by_trial, read_records
 from raygenre.storage import RunPath
 from raygenre.train.plan import by_study, plan_experiment, plan_selection, representations_of
+
+if TYPE_CHECKING:
+    from raygenre.train.tune_runner import LaneShare
 
 
 class SweepFailed(RuntimeError):
@@ -98,9 +101,9 @@ def audio_settings(cfg: ExperimentConfig) -> dict:
 
 
 def run_study(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dict, settings: dict,
-              run_dir: RunPath, *, resume: bool, cpu_limit: float | None = None) -> None:
-    """Run the trials of one study that have no ok record yet (holding at most ``cpu_limit`` CPUs)."""
-    from raygenre.train.tune_runner import run_trials
+              run_dir: RunPath, *, resume: bool, share: LaneShare | None = None) -> None:
+    """Run the trials of one study that have no ok record yet (within ``share``, when beside another)."""
+    from raygenre.train.tune_runner import LaneShare, run_trials
 
     done = {k for k, r in latest_by_trial(read_records(run_dir, require=False)).items() if r["status"] == "ok"}
     planned = {t["trial_key"] for t in trials}
@@ -112,7 +115,18 @@ def run_study(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dic
     print(f"[{study}] {len(trials)} planned, {len(already)} already recorded, {len(todo)} to run", flush=True)
     if todo:  # only the study's own inputs travel to its trials
         study_inputs = {r: inputs[r] for r in representations_of(todo)}
-        run_trials(cfg, study, todo, study_inputs, settings, run_dir, resume=resume, cpu_limit=cpu_limit)
+        run_trials(cfg, study, todo, study_inputs, settings, run_dir, resume=resume, share=share or LaneShare())
+
+
+def refuse_recorded(configs: list[ExperimentConfig], run_dir: RunPath) -> None:
+    """Without ``--resume``, a run directory that already holds ok records for planned trials is refused."""
+    done = {k for k, r in latest_by_trial(read_records(run_dir, require=False)).items() if r["status"] == "ok"}
+    for cfg in configs if done else []:
+        planned = {t["trial_key"] for t in plan_experiment(cfg)}
+        if planned & done:
+            raise ConfigError(f"{run_dir} already holds records for {len(planned & done)} of the {len(planned)} "
+                              f"planned {cfg.experiment} trials; pass --resume to finish that run or --name for "
+                              "a new one.")
 
 
 def require_success(run_dir: RunPath, planned: list[dict]) -> None:
@@ -138,25 +152,30 @@ class ExperimentRun:
     started: float
 
     @property
-    def choice_pending(self) -> bool:
-        """exp4 chooses its model on validation clips first: its studies are not planned until then."""
+    def chooses_model(self) -> bool:
+        """exp4 chooses its model on validation clips first: its studies are not known until it has."""
         return bool(self.cfg.exp4 and self.cfg.exp4.select_by_validation)
 
-    def choose_model(self) -> None:
+    def choose_model(self, share: LaneShare | None = None) -> None:
         """exp4's model chosen on validation clips (when asked), and its trials planned for it."""
-        chosen = choose_exp4_model(self.cfg, self.inputs, self.settings, self.run_dir)
+        chosen = choose_exp4_model(self.cfg, self.inputs, self.settings, self.run_dir, share)
         if chosen:
             self.trials = plan_experiment(self.cfg, model=chosen)
+
+    def unrecorded(self, trials: list[dict]) -> list[dict]:
+        """The trials without an ok record yet (what a ``--resume`` still has to run)."""
+        done = {k for k, r in latest_by_trial(read_records(self.run_dir, require=False)).items() if r["status"] == "ok"}
+        return [t for t in trials if t["trial_key"] not in done]
 
     def studies(self) -> list[tuple[str, list[dict]]]:
         """(study, its trials) in the order they run: GPU work first (:func:`raygenre.train.plan.by_study`)."""
         return list(by_study(self.trials).items())
 
-    def run_study(self, study: str, trials: list[dict], cpu_limit: float | None = None) -> None:
+    def run_study(self, study: str, trials: list[dict], share: LaneShare | None = None) -> None:
         """One study as one Tune run; records are appended as its trials finish."""
         self.ensure_embeddings(trials)
         run_study(self.cfg, study, trials, self.inputs, self.settings, self.run_dir, resume=self.resume,
-                  cpu_limit=cpu_limit)
+                  share=share)
 
     def run_in_turn(self) -> None:
         """Every study of this experiment, one after another (exp4's model chosen first, when asked)."""
@@ -181,7 +200,8 @@ class ExperimentRun:
         return self.trials
 
 
-def choose_exp4_model(cfg: ExperimentConfig, inputs: dict, settings: dict, run_dir: RunPath) -> str | None:
+def choose_exp4_model(cfg: ExperimentConfig, inputs: dict, settings: dict, run_dir: RunPath,
+                      share: LaneShare | None = None) -> str | None:
     """exp4's model: None (the configured one), or the best on validation clips when asked to choose."""
     from raygenre.models.registry import get_model, model_names
 
@@ -189,7 +209,7 @@ def choose_exp4_model(cfg: ExperimentConfig, inputs: dict, settings: dict, run_d
         return None
     candidates = [m.name for m in cfg.models] or [n for n in model_names("tabular") if not get_model(n).neural]
     trials = plan_selection(cfg, candidates)
-    run_study(cfg, "exp4-select", trials, inputs, settings, run_dir, resume=True)
+    run_study(cfg, "exp4-select", trials, inputs, settings, run_dir, resume=True, share=share)
     require_success(run_dir, trials)
     latest = latest_by_trial(read_records(run_dir))
     scores: dict[str, list[float]] = {}
@@ -238,6 +258,8 @@ def run_experiments(configs: list[ExperimentConfig], run_dir: RunPath, *, resume
 
     from raygenre.train.lanes import plan_lanes, run_lanes
 
+    if not resume:  # before any config is written or any study starts, in either lane
+        refuse_recorded(configs, run_dir)
     if not overlap or ray.cluster_resources().get("GPU", 0) <= 0:
         return [t for cfg in configs for t in run_experiment(cfg, run_dir, resume=resume, data=data,
                                                               hardware=hardware)]

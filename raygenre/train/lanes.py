@@ -3,14 +3,18 @@
 The studies whose trials use a GPU (networks on mel images and waveforms) run one after another in the
 GPU lane; the CPU-only studies (feature models, exp4's resamples and training sizes) run one after another
 beside them in the CPU lane. Run in turn, the GPU would idle through every CPU-only study -- about 2.5 of
-the ~11 minutes of ``all --profile paper`` on one GPU node (bench/README.md). While the GPU lane runs, the
-CPU lane holds at most the CPUs the GPU lane's trials leave free (:func:`cpus_beside`), so a GPU trial never
-waits for a core behind a feature model; once the GPU lane is done, each further CPU study may use them all.
+the ~11 minutes of ``all --profile paper`` on one GPU node (bench/README.md). The CPUs are split: the GPU
+lane's trials may hold what its largest study needs at once (:func:`cpus_held`), the CPU lane the rest
+while the GPU lane runs, and every CPU once it is done (decided as each CPU study starts). When the cluster
+cannot give the CPU lane a trial's worth of CPUs beside the GPU lane, the studies run in turn instead. On
+a cluster of several nodes Ray keeps CPU-only trials off GPU nodes while other nodes have room (its
+scheduler's ``scheduler_avoid_gpu_nodes``), so the split holds per node as well as in total.
 
 Each lane is a thread of the driver running one Tune experiment at a time; every Tune run registers its
 trainable under a name of its own, one registration at a time (``raygenre.train.tune_runner.registered``).
-A lane that fails stops the other before its next study; the first error is raised once both have
-stopped. Records already written stay, and ``--resume`` runs only what is missing.
+When a lane fails, or on Ctrl-C, the other lane's running Tune experiment is stopped (``LaneShare.stop``)
+and the first error is raised once both have stopped; records already written stay, and ``--resume`` runs
+only what is missing.
 """
 
 from __future__ import annotations
@@ -60,30 +64,38 @@ def cpus_held(run: ExperimentRun, trials: list[dict]) -> float:
 
 @dataclass
 class Lanes:
-    """The studies of each lane, in the order they run, and the CPUs the CPU lane holds beside the GPU lane."""
+    """The studies of each lane, in the order they run, and how the cluster's CPUs are split between them."""
     gpu: list[tuple[ExperimentRun, str, list[dict]]]
-    cpu: list[ExperimentRun]  # runs with CPU-only studies (all of them while exp4's model is unchosen)
-    cpus_beside: float
-
-    @staticmethod
-    def is_cpu_study(run: ExperimentRun, trials: list[dict]) -> bool:
-        return run.choice_pending or not uses_gpu(run, trials)
+    cpu: list[tuple[ExperimentRun, set[str] | None]]  # a run's CPU-only studies; None: all, after its choice
+    cpus_beside: float  # what the CPU lane's trials may hold while the GPU lane runs
+    cpus_gpu_lane: float  # what the GPU lane's trials may hold
 
 
 def plan_lanes(runs: list[ExperimentRun]) -> Lanes | None:
-    """The two lanes of these experiments, or None when one lane would be empty (nothing to overlap)."""
-    gpu = [(run, study, trials) for run in runs if not run.choice_pending
-           for study, trials in run.studies() if uses_gpu(run, trials)]
-    beside = [study for run in runs for study, trials in run.studies() if Lanes.is_cpu_study(run, trials)]
-    if not gpu or not beside:
+    """The two lanes of these experiments' unrecorded trials, or None when there is nothing to overlap (one
+    lane would be empty) or no room to (the GPU lane needs every CPU)."""
+    gpu, cpu = [], []
+    for run in runs:
+        if run.chooses_model:  # exp4 choosing its model: its studies are known only then; all CPU-side
+            cpu.append((run, None))
+            continue
+        studies = [(study, run.unrecorded(trials)) for study, trials in run.studies()]
+        gpu += [(run, study, todo) for study, todo in studies if todo and uses_gpu(run, todo)]
+        beside = {study for study, todo in studies if todo and not uses_gpu(run, todo)}
+        if beside:
+            cpu.append((run, beside))
+    if not gpu or not cpu:
         return None
     total = ray.cluster_resources().get("CPU", 1)
     held = max(cpus_held(run, trials) for run, _, trials in gpu)
-    smallest = min(run.cfg.resources.cpus_per_trial for run in runs)
-    cpu_runs = [run for run in runs if any(Lanes.is_cpu_study(run, t) for _, t in run.studies())]
-    lanes = Lanes(gpu, cpu_runs, max(smallest, total - held))
+    smallest = min(run.cfg.resources.cpus_per_trial for run, _ in cpu)
+    if total - held < smallest:
+        return None
+    lanes = Lanes(gpu, cpu, total - held, held)
+    names = [", ".join(sorted(studies)) if studies else f"{run.cfg.experiment} (after its model choice)"
+             for run, studies in cpu]
     print(f"[sweep] GPU lane, one study after another: {', '.join(s for _, s, _ in gpu)}; "
-          f"beside it on {lanes.cpus_beside:g} of {total:g} CPUs: {', '.join(beside)}", flush=True)
+          f"beside it on {lanes.cpus_beside:g} of {total:g} CPUs: {', '.join(names)}", flush=True)
     return lanes
 
 
@@ -95,6 +107,10 @@ class WholeLines(io.TextIOBase):
         self.target = target
         self.lock = threading.Lock()
         self.pending = threading.local()
+
+    @property
+    def encoding(self) -> str | None:
+        return getattr(self.target, "encoding", None)
 
     def write(self, text: str) -> int:
         lines, newline, rest = (getattr(self.pending, "text", "") + text).rpartition("\n")
@@ -109,8 +125,10 @@ class WholeLines(io.TextIOBase):
         self.target.flush()
 
 
-def run_lanes(lanes: Lanes, poll_s: float = 0.5) -> None:
+def run_lanes(lanes: Lanes, poll_s: float = 0.5, stop_wait_s: float = 120.0) -> None:
     """Run the GPU lane and the CPU lane at once, each in a thread; returns when both are done."""
+    from raygenre.train.tune_runner import LaneShare
+
     stop = threading.Event()
     gpu_done = threading.Event()
     errors: list[BaseException] = []
@@ -128,29 +146,41 @@ def run_lanes(lanes: Lanes, poll_s: float = 0.5) -> None:
         return lane
 
     def gpu_lane() -> None:
+        share = LaneShare(lanes.cpus_gpu_lane, stop)
         for run, study, trials in lanes.gpu:
             if stop.is_set():
                 return
-            run.run_study(study, trials)
+            run.run_study(study, trials, share)
 
     def cpu_lane() -> None:
-        for run in lanes.cpu:
+        def share() -> LaneShare:
+            return LaneShare(None if gpu_done.is_set() else lanes.cpus_beside, stop)
+
+        for run, studies in lanes.cpu:
             if stop.is_set():
                 return
-            run.choose_model()
+            run.choose_model(share())
             for study, trials in run.studies():
                 if stop.is_set():
                     return
-                if lanes.is_cpu_study(run, trials):
-                    run.run_study(study, trials, cpu_limit=None if gpu_done.is_set() else lanes.cpus_beside)
+                if studies is None or study in studies:
+                    run.run_study(study, trials, share())
 
     threads = [threading.Thread(target=guarded(gpu_lane, gpu_done), name="gpu-lane", daemon=True),
                threading.Thread(target=guarded(cpu_lane), name="cpu-lane", daemon=True)]
     with contextlib.redirect_stdout(WholeLines(sys.stdout)):
         for thread in threads:
             thread.start()
-        for thread in threads:  # a timed join keeps Ctrl-C working in the main thread
-            while thread.is_alive():
-                thread.join(poll_s)
+        try:
+            for thread in threads:  # a timed join keeps Ctrl-C working in the main thread
+                while thread.is_alive():
+                    thread.join(poll_s)
+        except BaseException:  # Ctrl-C: stop both lanes' Tune runs, give them a moment to end, then go
+            stop.set()
+            for thread in threads:
+                thread.join(stop_wait_s)
+            raise
+    for extra in errors[1:]:
+        print(f"[sweep] the other lane also stopped: {type(extra).__name__}: {extra}", file=sys.stderr, flush=True)
     if errors:
         raise errors[0]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 from ray import tune
 
@@ -43,6 +44,9 @@ from raygenre.train.search_space import (
     trial_base,
     tune_domain,
 )
+
+if TYPE_CHECKING:
+    from raygenre.train.tune_runner import LaneShare
 
 CHOICE_RULE = "best final score among trials that ran their full budget (all trials if none did)"
 
@@ -166,12 +170,14 @@ def choose(trials: dict[int, dict], search: SearchConfig) -> tuple[int, dict]:
 
 
 def tune_search(cfg: ExperimentConfig, study: str, spec: dict, search: SearchConfig, done: dict[int, dict],
-          inputs: dict, settings: dict, run_dir: RunPath, cpu_limit: float | None = None) -> None:
-    """One Tune run over the search trials that have no record yet (holding at most ``cpu_limit`` CPUs)."""
+          inputs: dict, settings: dict, run_dir: RunPath, share: LaneShare | None = None) -> None:
+    """One Tune run over the search trials that have no record yet (within ``share``, when beside another)."""
     from ray.tune.schedulers import ASHAScheduler
 
     from raygenre.train.search_progress import search_trial
-    from raygenre.train.tune_runner import drives_trainer, max_concurrent, registered, resources_for
+    from raygenre.train.tune_runner import LaneShare, drives_trainer, max_concurrent, registered, resources_for
+
+    share = share or LaneShare()
 
     base = trial_base(spec)
     total = planned_count(search)
@@ -184,7 +190,7 @@ def tune_search(cfg: ExperimentConfig, study: str, spec: dict, search: SearchCon
     slug = f"{spec['model']}-{spec['variant']}-{config_hash(spec['trial_key'], 8)}"
     trainable = registered(tune.with_resources(
         tune.with_parameters(search_trial, base=base, inputs=inputs, settings=settings), resources), "search-" + slug)
-    caps = [c for c in (search.max_concurrent, max_concurrent(cfg, [spec], cpu_limit)) if c]
+    caps = [c for c in (search.max_concurrent, max_concurrent(cfg, [spec], share.cpus)) if c]
     if search.algorithm == "random":
         samples = [{"index": i, "config": c} for i, c in enumerate(sample_configs(search)) if i not in done]
         space, algorithm, num_samples = {"sample": tune.grid_search(samples)}, None, 1
@@ -214,7 +220,7 @@ def tune_search(cfg: ExperimentConfig, study: str, spec: dict, search: SearchCon
                                     scheduler=scheduler, num_samples=num_samples,
                                     max_concurrent_trials=min(caps) if caps else None, reuse_actors=True),
         run_config=tune.RunConfig(name=f"search-{slug}-{int(time.time())}", storage_path=str(run_dir / "tune"),
-                                  callbacks=[recorder], verbose=0,
+                                  callbacks=[recorder], verbose=0, stop=share.stopper(),
                                   failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures)),
     )
     tuner.fit()
@@ -236,7 +242,7 @@ def refit_spec(spec: dict, search: SearchConfig, index: int, chosen: dict, trial
 
 
 def run_search(cfg: ExperimentConfig, study: str, spec: dict, inputs: dict, settings: dict, run_dir: RunPath,
-               *, resume: bool, cpu_limit: float | None = None) -> dict | None:
+               *, resume: bool, share: LaneShare | None = None) -> dict | None:
     """Search one row (trials without a record) and choose on validation clips; returns the refit's spec
     (the caller runs it once, on test, beside the study's other trials), or None when every trial failed."""
     from raygenre.train.trial import failed_record
@@ -251,7 +257,7 @@ def run_search(cfg: ExperimentConfig, study: str, spec: dict, inputs: dict, sett
     print(f"[{study}] search {search_id}: {total} trials ({search.algorithm}, scheduler {search.scheduler.name}), "
           f"{len(done)} already recorded", flush=True)
     if len(done) < total:
-        tune_search(cfg, study, spec, search, done, inputs, settings, run_dir, cpu_limit)
+        tune_search(cfg, study, spec, search, done, inputs, settings, run_dir, share)
         done = recorded_trials(run_dir, search_id)
     if not done:
         write_record(run_dir, study, failed_record(spec, settings, "every search trial failed"))

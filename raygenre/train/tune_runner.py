@@ -16,6 +16,9 @@ import os
 import platform
 import threading
 import time
+import uuid
+import weakref
+from dataclasses import dataclass
 
 import ray
 from ray import tune
@@ -166,6 +169,37 @@ def max_concurrent(cfg: ExperimentConfig, trials: list[dict], cpu_limit: float |
     return min(room, configured) if configured else room
 
 
+@dataclass(frozen=True)
+class LaneShare:
+    """What a Tune run may take while another runs beside it: at most ``cpus`` CPUs for its trials (None:
+    the cluster's), and ``stop``, once set, ends the whole run (the other lane failed, or Ctrl-C)."""
+    cpus: float | None = None
+    stop: threading.Event | None = None
+
+    def stopper(self) -> tune.Stopper | None:
+        return StopWhenSet(self.stop) if self.stop is not None else None
+
+
+#: the events stoppers watch, by key: Tune pickles its run config (stopper included), and an Event cannot be
+_STOP_EVENTS: weakref.WeakValueDictionary[str, threading.Event] = weakref.WeakValueDictionary()
+
+
+class StopWhenSet(tune.Stopper):
+    """Ends a Tune run, every trial of it, once ``event`` is set; unfinished trials get no record, so
+    ``--resume`` runs them again."""
+
+    def __init__(self, event: threading.Event):
+        self.key = uuid.uuid4().hex
+        _STOP_EVENTS[self.key] = event
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        event = _STOP_EVENTS.get(self.key)
+        return event is not None and event.is_set()
+
+
 _TUNE_REGISTRY = threading.Lock()
 
 
@@ -182,10 +216,10 @@ def registered(trainable, name: str) -> str:
 
 
 def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dict, settings: dict,
-               run_dir: RunPath, *, resume: bool = False, cpu_limit: float | None = None) -> None:
+               run_dir: RunPath, *, resume: bool = False, share: LaneShare = LaneShare()) -> None:
     """One Tune experiment over ``trials``; ok records are appended by the callback as trials
     finish, and trials that still fail after ``max_failures`` retries get a failed record.
-    ``cpu_limit`` caps the CPUs its trials hold together (see :func:`max_concurrent`).
+    ``share`` caps the CPUs its trials hold together (see :func:`max_concurrent`) and can stop it.
 
     A searched row (``search`` in its spec) is a Tune search of its own first
     (:func:`raygenre.train.search.run_search`); its refit then runs in the grid with the other trials.
@@ -195,7 +229,7 @@ def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: di
     for spec in searched:
         from raygenre.train.search import run_search
 
-        refits.append(run_search(cfg, study, spec, inputs, settings, run_dir, resume=resume, cpu_limit=cpu_limit))
+        refits.append(run_search(cfg, study, spec, inputs, settings, run_dir, resume=resume, share=share))
     trials = [t for t in trials if t not in searched] + [r for r in refits if r is not None]
     if not trials:
         return
@@ -207,7 +241,7 @@ def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: di
         trainable,
         param_space={"trial": tune.grid_search(trials)},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=max_concurrent(cfg, trials, cpu_limit),
+            max_concurrent_trials=max_concurrent(cfg, trials, share.cpus),
             reuse_actors=True,  # one warm process per slot, not an import of torch/xgboost per trial
             trial_dirname_creator=lambda t: t.config["trial"]["trial_key"].replace("/", "_"),
             trial_name_creator=lambda t: t.config["trial"]["trial_key"],
@@ -217,14 +251,17 @@ def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: di
             storage_path=str(run_dir / "tune"),
             callbacks=[writer],
             failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
+            stop=share.stopper(),
             verbose=0,
         ),
     )
     grid = tuner.fit()
     recorded = latest_by_trial(read_records(run_dir, require=False))
     for result in grid:
+        if result.error is None or not result.config:  # done, or never started before a stop: no record
+            continue
         spec = result.config["trial"]
-        if result.error is not None and recorded.get(spec["trial_key"], {}).get("status") != "ok":
+        if recorded.get(spec["trial_key"], {}).get("status") != "ok":
             error = f"{type(result.error).__name__}: {result.error}"
             write_record(run_dir, study, failed_record(spec, settings, error))
             print(f"[{study}] FAILED {spec['trial_key']}: {str(result.error).strip().splitlines()[-1]}",
