@@ -339,6 +339,11 @@ def latest_by_trial(records: Iterable[dict]) -> dict[str, dict]:
     return out
 
 
+def ok_trial_keys(run_dir: str | Path | RunPath) -> set[str]:
+    """The trial keys whose latest record is ok: what a ``--resume`` need not run again."""
+    return {k for k, r in latest_by_trial(read_records(run_dir, require=False)).items() if r["status"] == "ok"}
+
+
 def check_complete(run_dir: str | Path | RunPath, planned: list[dict]) -> list[str]:
     """Records must match the plan: every planned trial has a record and none failed.
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from raygenre.config import ExperimentConfig, prepare_spec_of
 from raygenre.data.gtzan import Discovery
 from raygenre.errors import ConfigError, RecordsError
-from raygenre.records import check_complete, latest_by_trial, read_records
+from raygenre.records import check_complete, latest_by_trial, ok_trial_keys, read_records
 from raygenre.storage import RunPath
 from raygenre.train.plan import by_study, plan_experiment, plan_selection, representations_of
 
@@ -103,9 +103,9 @@ def audio_settings(cfg: ExperimentConfig) -> dict:
 def run_study(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dict, settings: dict,
               run_dir: RunPath, *, resume: bool, share: LaneShare | None = None) -> None:
     """Run the trials of one study that have no ok record yet (within ``share``, when beside another)."""
-    from raygenre.train.tune_runner import LaneShare, run_trials
+    from raygenre.train.tune_runner import run_trials
 
-    done = {k for k, r in latest_by_trial(read_records(run_dir, require=False)).items() if r["status"] == "ok"}
+    done = ok_trial_keys(run_dir)
     planned = {t["trial_key"] for t in trials}
     already = planned & done
     if already and not resume:
@@ -115,12 +115,12 @@ def run_study(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dic
     print(f"[{study}] {len(trials)} planned, {len(already)} already recorded, {len(todo)} to run", flush=True)
     if todo:  # only the study's own inputs travel to its trials
         study_inputs = {r: inputs[r] for r in representations_of(todo)}
-        run_trials(cfg, study, todo, study_inputs, settings, run_dir, resume=resume, share=share or LaneShare())
+        run_trials(cfg, study, todo, study_inputs, settings, run_dir, resume=resume, share=share)
 
 
 def refuse_recorded(configs: list[ExperimentConfig], run_dir: RunPath) -> None:
     """Without ``--resume``, a run directory that already holds ok records for planned trials is refused."""
-    done = {k for k, r in latest_by_trial(read_records(run_dir, require=False)).items() if r["status"] == "ok"}
+    done = ok_trial_keys(run_dir)
     for cfg in configs if done else []:
         planned = {t["trial_key"] for t in plan_experiment(cfg)}
         if planned & done:
@@ -161,11 +161,6 @@ class ExperimentRun:
         chosen = choose_exp4_model(self.cfg, self.inputs, self.settings, self.run_dir, share)
         if chosen:
             self.trials = plan_experiment(self.cfg, model=chosen)
-
-    def unrecorded(self, trials: list[dict]) -> list[dict]:
-        """The trials without an ok record yet (what a ``--resume`` still has to run)."""
-        done = {k for k, r in latest_by_trial(read_records(self.run_dir, require=False)).items() if r["status"] == "ok"}
-        return [t for t in trials if t["trial_key"] not in done]
 
     def studies(self) -> list[tuple[str, list[dict]]]:
         """(study, its trials) in the order they run: GPU work first (:func:`raygenre.train.plan.by_study`)."""

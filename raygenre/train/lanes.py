@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import ray
 
+from raygenre.records import ok_trial_keys
 from raygenre.train.experiment import ExperimentRun
 from raygenre.train.tune_runner import DISTRIBUTED_TRIAL_CPU, drives_trainer, gpus_for, max_concurrent
 
@@ -72,16 +73,22 @@ class Lanes:
 
 
 def plan_lanes(runs: list[ExperimentRun]) -> Lanes | None:
-    """The two lanes of these experiments' unrecorded trials, or None when there is nothing to overlap (one
-    lane would be empty) or no room to (the GPU lane needs every CPU)."""
+    """The two lanes of these experiments' unrecorded trials (one sweep's runs share a run directory), or
+    None when there is nothing to overlap (one lane would be empty) or no room to (the GPU lane needs every
+    CPU)."""
+    done = ok_trial_keys(runs[0].run_dir) if runs else set()
     gpu, cpu = [], []
     for run in runs:
         if run.chooses_model:  # exp4 choosing its model: its studies are known only then; all CPU-side
             cpu.append((run, None))
             continue
-        studies = [(study, run.unrecorded(trials)) for study, trials in run.studies()]
-        gpu += [(run, study, todo) for study, todo in studies if todo and uses_gpu(run, todo)]
-        beside = {study for study, todo in studies if todo and not uses_gpu(run, todo)}
+        beside = set()
+        for study, trials in run.studies():
+            todo = [t for t in trials if t["trial_key"] not in done]
+            if todo and uses_gpu(run, todo):
+                gpu.append((run, study, todo))
+            elif todo:
+                beside.add(study)
         if beside:
             cpu.append((run, beside))
     if not gpu or not cpu:

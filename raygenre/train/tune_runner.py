@@ -216,7 +216,7 @@ def registered(trainable, name: str) -> str:
 
 
 def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: dict, settings: dict,
-               run_dir: RunPath, *, resume: bool = False, share: LaneShare = LaneShare()) -> None:
+               run_dir: RunPath, *, resume: bool = False, share: LaneShare | None = None) -> None:
     """One Tune experiment over ``trials``; ok records are appended by the callback as trials
     finish, and trials that still fail after ``max_failures`` retries get a failed record.
     ``share`` caps the CPUs its trials hold together (see :func:`max_concurrent`) and can stop it.
@@ -224,6 +224,7 @@ def run_trials(cfg: ExperimentConfig, study: str, trials: list[dict], inputs: di
     A searched row (``search`` in its spec) is a Tune search of its own first
     (:func:`raygenre.train.search.run_search`); its refit then runs in the grid with the other trials.
     """
+    share = share or LaneShare()
     searched = [t for t in trials if t.get("search") and not t.get("search_of")]
     refits = []
     for spec in searched:
